@@ -1,0 +1,314 @@
+"""One typed, validated config for a run.
+
+A config is a tree of frozen dataclasses. YAML files and `key=value` overrides (dotted paths,
+values parsed as YAML scalars) build it; unknown keys and wrongly typed values are errors that
+name the key. The config is frozen into the run folder with its hash; a run folder refuses a
+config with another hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, missing or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "demo"
+    """Run folder name under `root`."""
+    root: str = "runs"
+    """Folder holding run folders (local path)."""
+    seed: int = 0
+    """Run seed: every sample seed, shuffle and init derives from it."""
+    iterations: int = 2
+    """Number of R3V iterations (sample, judge, sets, train, evaluate)."""
+    torch_threads: int = 2
+    """torch intra-op threads. Not part of the config hash (does not change results' meaning)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModelConfig:
+    """The tiny LLaVA-layout VLM built from scratch (CLIP vision tower + Llama LM)."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden: int = 192
+    vision_layers: int = 4
+    vision_heads: int = 4
+    text_hidden: int = 256
+    text_layers: int = 4
+    text_heads: int = 4
+    text_intermediate: int = 688
+    vocab_size: int = 640
+    max_positions: int = 768
+    init_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    source: str = "embedded"
+    """`embedded` (build the tiny VLM) or a local folder in Hugging Face layout."""
+    embedded: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
+    cache_dir: str = "~/.cache/r3v"
+    """Where the embedded model is built once and cached (keyed by its config hash)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+@dataclass(frozen=True)
+class EmbeddedTasksConfig:
+    """Seeded CLEVR-Math-like shape arithmetic."""
+
+    n_seed: int = 1000
+    """Questions with gold rationales (stand-in for the paper's GPT-distilled warm-up)."""
+    n_train: int = 1000
+    """Answer-only questions the loop samples on."""
+    n_test: int = 300
+    image_size: int = 64
+    min_objects: int = 2
+    max_objects: int = 6
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One split read from user data into the canonical question table."""
+
+    path: str = ""
+    format: Literal["parquet", "jsonl", "hf"] = "parquet"
+    image_dir: str = ""
+    """Base folder for relative image paths (default: the file's folder)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Canonical name -> source column (id, image, question, answer, choices, rationale)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: Literal["embedded", "files"] = "embedded"
+    embedded: EmbeddedTasksConfig = field(default_factory=EmbeddedTasksConfig)
+    seed_split: SourceConfig = field(default_factory=SourceConfig)
+    train_split: SourceConfig = field(default_factory=SourceConfig)
+    test_split: SourceConfig = field(default_factory=SourceConfig)
+    skip_bad_rows: bool = False
+    """Count and report bad rows instead of failing on the first one."""
+
+
+@dataclass(frozen=True)
+class SeedStageConfig:
+    """Warm-up of the base model on the seed split (full fine-tuning)."""
+
+    enabled: bool = True
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    direct_answers: bool = True
+    """Also train `question -> Answer: X` (the paper's warm-up mixes both)."""
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    backend: Literal["transformers", "vllm"] = "transformers"
+    n: int = 3
+    """Samples per question."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 72
+    batch_size: int = 96
+    """Rows (question x sample) per generate call."""
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    relaxed_tolerance: float = 0.05
+    """Relative tolerance for non-integer numeric answers (ChartQA's relaxed accuracy)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    target_modules: str = "auto"
+    """`auto`: every Linear of the language model; else a regex over module names."""
+    lr: float = 1e-3
+    epochs: int = 2
+    batch_size: int = 16
+    grad_accum: int = 2
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_length: int = 512
+    lambda_sft: float = 1.0
+    lambda_ref: float = 1.0
+    lambda_sel: float = 1.0
+    init: Literal["base", "continue"] = "base"
+    """`base`: each iteration trains a fresh adapter on the base model (the authors' choice);
+    `continue`: it continues the previous iteration's adapter."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n: int = 3
+    """Samples for maj@N, oracle@N and select@N."""
+    max_questions: int = 0
+    """0: the whole test split."""
+    evaluate_seed: bool = True
+    """Also evaluate the seed model, as iteration 0."""
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: SeedStageConfig = field(default_factory=SeedStageConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.root).expanduser() / self.run.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Hash of everything that changes what a run computes (not names or threads)."""
+        d = self.to_dict()
+        for k in ("name", "root", "torch_threads"):
+            d["run"].pop(k)
+        d["model"].pop("cache_dir")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# -- building from dicts ---------------------------------------------------------------
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} does not match {tp}")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f" in {prefix}" if prefix else ""
+        raise ConfigError(f"unknown config key{where}: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """`["train.lr=1e-4", "run.name=x"]` -> nested dict; values parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = tree
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def _fix_floats(d: Any, cls: Any) -> Any:
+    """YAML reads `1e-3` as a string; turn such strings into numbers where a float is due."""
+    if not (dataclasses.is_dataclass(cls) and isinstance(d, dict)):
+        return d
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for k, v in d.items():
+        tp = hints.get(k)
+        if tp is float and isinstance(v, str):
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out[k] = _fix_floats(v, tp)
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, _fix_floats(data, Config))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- `key=value` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+        data = loaded
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+    return config_from_dict(data)

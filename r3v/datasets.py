@@ -1,0 +1,215 @@
+"""Data in: adapters from user files into one canonical question table.
+
+Canonical row: id, image {bytes, path}, question, answer, choices (list or null), rationale
+(gold, seed split only), metadata (JSON string), split. Images are stored as bytes so a run folder
+is self-contained.
+
+Sources: Parquet (image as bytes, {bytes, path} struct or a path), JSONL + image folder, and a
+Hugging Face `datasets` folder (`save_to_disk`) or Parquet with an Image column. Every row is
+validated: a missing or corrupt image, an empty question, a missing answer or a duplicate id raises
+`BadRowError` naming the file, row and id; with `skip_bad_rows` such rows are counted and reported
+in a `BadRowReport`, and every other row is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from r3v.config import DataConfig, SourceConfig
+
+QUESTION_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("question", pa.string()),
+    ("answer", pa.string()),
+    ("choices", pa.list_(pa.string())),
+    ("rationale", pa.string()),
+    ("metadata", pa.string()),
+    ("split", pa.string()),
+])
+CANONICAL = ("id", "image", "question", "answer", "choices", "rationale", "metadata")
+
+
+class BadRowError(ValueError):
+    """A row of a source cannot be used; the message names the file, row and id."""
+
+
+@dataclass
+class BadRow:
+    file: str
+    row: int
+    id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: row {self.row} (id={self.id!r}): {self.reason}"
+
+
+@dataclass
+class BadRowReport:
+    total: int = 0
+    kept: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "kept": self.kept, "skipped": len(self.bad),
+                "bad_rows": [vars(b) for b in self.bad]}
+
+
+# -- reading raw records ---------------------------------------------------------------
+
+
+def _records_parquet(path: Path) -> Iterator[dict]:
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=256):
+        yield from batch.to_pylist()
+
+
+def _records_jsonl(path: Path) -> Iterator[dict]:
+    with path.open() as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                rec = {"__error__": f"invalid JSON on line {i + 1}: {e}"}
+            yield rec
+
+
+def _records_hf(path: Path) -> Iterator[dict]:
+    import datasets
+
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            raise BadRowError(f"{path}: is a DatasetDict ({list(ds)}); point each split at its own folder")
+    else:
+        ds = datasets.Dataset.from_parquet(str(path))
+    for name, feat in ds.features.items():
+        if isinstance(feat, datasets.Image):
+            ds = ds.cast_column(name, datasets.Image(decode=False))
+    yield from ds
+
+
+READERS = {"parquet": _records_parquet, "jsonl": _records_jsonl, "hf": _records_hf}
+
+
+# -- validation ------------------------------------------------------------------------
+
+
+def _image_bytes(value: Any, base: Path) -> tuple[bytes, str | None]:
+    """Bytes of an image given as bytes, {bytes, path} or a path; raises ValueError with a reason."""
+    path = None
+    if isinstance(value, dict):
+        data, path = value.get("bytes"), value.get("path")
+    elif isinstance(value, bytes | bytearray):
+        data = bytes(value)
+    elif isinstance(value, str):
+        data, path = None, value
+    elif value is None:
+        raise ValueError("missing image")
+    else:
+        raise ValueError(f"image of unsupported type {type(value).__name__}")
+    if not data:
+        if not path:
+            raise ValueError("missing image")
+        p = Path(path) if Path(path).is_absolute() else base / path
+        if not p.is_file():
+            raise ValueError(f"image file not found: {p}")
+        data = p.read_bytes()
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"corrupt image{f' {path}' if path else ''}: {e}") from None
+    return data, path
+
+
+def canonical_rows(records: Iterable[dict], file: str, split: str, base: Path, columns: dict[str, str],
+                   skip_bad_rows: bool, report: BadRowReport, seen: set[str] | None = None) -> list[dict]:
+    """Validate and map raw records to canonical rows; bad rows raise or are reported."""
+    seen = set() if seen is None else seen
+    out = []
+    col = {k: columns.get(k, k) for k in CANONICAL}
+    for i, rec in enumerate(records):
+        report.total += 1
+        rid = rec.get(col["id"])
+        rid = None if rid is None else str(rid)
+        try:
+            if "__error__" in rec:
+                raise ValueError(rec["__error__"])
+            if not rid:
+                raise ValueError(f"missing id (column {col['id']!r})")
+            if rid in seen:
+                raise ValueError("duplicate id")
+            question = rec.get(col["question"])
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"empty question (column {col['question']!r})")
+            answer = rec.get(col["answer"])
+            if answer is None or str(answer).strip() == "":
+                raise ValueError(f"missing answer (column {col['answer']!r})")
+            data, path = _image_bytes(rec.get(col["image"]), base)
+            choices = rec.get(col["choices"])
+            if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+                raise ValueError("choices must be a list of strings")
+            meta = rec.get(col["metadata"])
+            meta = meta if isinstance(meta, str) or meta is None else json.dumps(meta)
+        except ValueError as e:
+            bad = BadRow(file, i, rid, str(e))
+            if not skip_bad_rows:
+                raise BadRowError(str(bad)) from None
+            report.bad.append(bad)
+            continue
+        seen.add(rid)
+        out.append({"id": rid, "image": {"bytes": data, "path": path}, "question": question,
+                    "answer": str(answer).strip(), "choices": choices or None,
+                    "rationale": rec.get(col["rationale"]), "metadata": meta or "{}", "split": split})
+        report.kept += 1
+    return out
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=QUESTION_SCHEMA)
+
+
+def load_source(src: SourceConfig, split: str, skip_bad_rows: bool = False) -> tuple[pa.Table, BadRowReport]:
+    """Read one split from files into the canonical table."""
+    path = Path(src.path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"data.{split}_split.path: {path} does not exist")
+    base = Path(src.image_dir).expanduser() if src.image_dir else (path if path.is_dir() else path.parent)
+    report = BadRowReport()
+    rows = canonical_rows(READERS[src.format](path), str(path), split, base, src.columns, skip_bad_rows, report)
+    return to_table(rows), report
+
+
+def load_splits(cfg: DataConfig) -> dict[str, tuple[pa.Table, BadRowReport]]:
+    """seed/train/test tables for a run, from the embedded generator or from files."""
+    if cfg.source == "embedded":
+        from r3v.embedded import tasks
+
+        out = {}
+        for split, n in (("seed", cfg.embedded.n_seed), ("train", cfg.embedded.n_train),
+                         ("test", cfg.embedded.n_test)):
+            rows = [dict(r, split=split) for r in tasks.generate(split, n, cfg.embedded)]
+            out[split] = (to_table(rows), BadRowReport(total=len(rows), kept=len(rows)))
+        return out
+    out = {}
+    for split, src in (("seed", cfg.seed_split), ("train", cfg.train_split), ("test", cfg.test_split)):
+        if not src.path:
+            if split == "seed":
+                continue  # a run may start from a model that already reasons
+            raise ValueError(f"data.{split}_split.path is required when data.source=files")
+        out[split] = load_source(src, split, cfg.skip_bad_rows)
+    return out

@@ -1,0 +1,130 @@
+"""The embedded tiny VLM: LLaVA layout (CLIP vision tower + projector + Llama LM), built from a config.
+
+Its tokenizer is a byte-level BPE trained here with `tokenizers` on the embedded tasks' text and
+every prompt template, with a ChatML-style chat template. The result is a plain Hugging Face
+folder (config.json, model.safetensors, tokenizer and processor files) that loads with
+`AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. It is built once per config
+and cached under `model.cache_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from r3v.config import EmbeddedModelConfig, EmbeddedTasksConfig
+from r3v.embedded import tasks
+
+log = logging.getLogger(__name__)
+
+BUILD_VERSION = "1"
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+END_OF_TURN = "<|im_end|>"
+
+
+def _key(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig) -> str:
+    blob = json.dumps([BUILD_VERSION, dataclasses.asdict(mcfg), dataclasses.asdict(tcfg)], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def build_tokenizer(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from r3v import prompts
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=mcfg.vocab_size, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    text = tasks.corpus(tcfg) + prompts.vocabulary_text() * 20
+    tok.train_from_iterator(text, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token=END_OF_TURN, pad_token="<pad>",
+        unk_token=None, extra_special_tokens={"image_token": "<image>"}, padding_side="left",
+        chat_template=CHAT_TEMPLATE, model_max_length=mcfg.max_positions,
+    )
+
+
+def build(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, out: Path) -> Path:
+    """Build the random-init tiny VLM and its processor into `out` (HF layout, vLLM key names)."""
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    from r3v.models import save_model
+
+    tokenizer = build_tokenizer(mcfg, tcfg)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": mcfg.image_size}, crop_size={"height": mcfg.image_size, "width": mcfg.image_size},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=mcfg.patch_size,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=mcfg.vision_hidden, intermediate_size=4 * mcfg.vision_hidden,
+            num_hidden_layers=mcfg.vision_layers, num_attention_heads=mcfg.vision_heads,
+            image_size=mcfg.image_size, patch_size=mcfg.patch_size, projection_dim=mcfg.vision_hidden,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=mcfg.text_hidden, intermediate_size=mcfg.text_intermediate,
+            num_hidden_layers=mcfg.text_layers, num_attention_heads=mcfg.text_heads,
+            num_key_value_heads=mcfg.text_heads, vocab_size=len(tokenizer),
+            max_position_embeddings=mcfg.max_positions, bos_token_id=ids["<s>"],
+            eos_token_id=ids[END_OF_TURN], pad_token_id=ids["<pad>"], tie_word_embeddings=True,
+        ),
+        image_token_id=ids["<image>"], vision_feature_layer=-1, vision_feature_select_strategy="default",
+        projector_hidden_act="gelu", tie_word_embeddings=True,
+        pad_token_id=ids["<pad>"], eos_token_id=ids[END_OF_TURN], bos_token_id=ids["<s>"],
+    )
+    torch.manual_seed(mcfg.init_seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids[END_OF_TURN]
+    model.generation_config.pad_token_id = ids["<pad>"]
+    n_params = sum(p.numel() for p in model.parameters())
+    save_model(model, processor, out)
+    (out / "r3v_embedded.json").write_text(json.dumps(
+        {"model": dataclasses.asdict(mcfg), "tasks": dataclasses.asdict(tcfg), "parameters": n_params}, indent=2))
+    log.info("built embedded VLM (%.2fM parameters) at %s", n_params / 1e6, out)
+    return out
+
+
+def ensure_built(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, cache_dir: str | Path) -> Path:
+    """Path of the cached build for this config, building it first if absent."""
+    cache = Path(cache_dir).expanduser() / "embedded"
+    out = cache / f"tiny-llava-{_key(mcfg, tcfg)}"
+    if (out / "r3v_embedded.json").exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".build-{out.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    build(mcfg, tcfg, tmp)
+    try:
+        tmp.rename(out)
+    except OSError:  # a concurrent build finished first; its result is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

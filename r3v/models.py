@@ -1,0 +1,102 @@
+"""Load and save any image-text-to-text model; LoRA on its language model.
+
+One loading path for every family: `AutoModelForImageTextToText` + `AutoProcessor` and the
+processor's chat template. Checkpoints are written in the key layout vLLM loads: transformers 5
+writes a LLaVA CLIP tower as `vision_tower.embeddings.*`, vLLM expects
+`vision_tower.vision_model.*`; transformers reads both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def set_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+def load_processor(path: str | Path):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(path))
+    processor.tokenizer.padding_side = "left"  # decoder-only generation
+    return processor
+
+
+def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | None = None):
+    """The model at `path` (HF layout), with the peft adapter at `adapter` merged in, in eval mode."""
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=DTYPES[dtype])
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model.eval()
+
+
+def _vllm_key(key: str, model_type: str) -> str:
+    if model_type == "llava" and key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
+        return "vision_tower.vision_model." + key[len("vision_tower."):]
+    return key
+
+
+def save_model(model, processor, path: str | Path) -> Path:
+    """Save in HF layout with vLLM's key names; written to a temporary folder, then renamed."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    model_type = model.config.model_type
+    for f in tmp.glob("*.safetensors"):
+        sd = load_file(f)
+        save_file({_vllm_key(k, model_type): v for k, v in sd.items()}, f, metadata={"format": "pt"})
+    index = tmp / "model.safetensors.index.json"
+    if index.exists():
+        import json
+
+        data = json.loads(index.read_text())
+        data["weight_map"] = {_vllm_key(k, model_type): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def language_model_linear_names(model) -> list[str]:
+    """Names of the Linear layers inside the language model (not the vision tower, projector or head)."""
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ".language_model." in f".{name}" and "lm_head" not in name:
+            names.append(name)
+    if not names:
+        raise ValueError("found no Linear layers under a `language_model` module; set train.target_modules")
+    return names
+
+
+def add_lora(model, r: int, alpha: int, dropout: float, target_modules: str = "auto", seed: int = 0):
+    """Wrap `model` with a fresh LoRA adapter on its language model (or modules matching a regex)."""
+    from peft import LoraConfig, get_peft_model
+
+    if target_modules == "auto":
+        targets = language_model_linear_names(model)
+    else:
+        rx = re.compile(target_modules)
+        targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and rx.search(n)]
+        if not targets:
+            raise ValueError(f"train.target_modules={target_modules!r} matches no Linear layer")
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    return get_peft_model(model, cfg)

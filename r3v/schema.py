@@ -1,0 +1,106 @@
+"""Arrow schemas of every table in a run folder (what `r3v sql` shows).
+
+Partition keys (`iteration`, `kind`, `split`, `step`) are real columns too, so a file read on its
+own still says where it belongs.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from r3v.datasets import QUESTION_SCHEMA
+
+# Raw generations of the rollout step, before judging: rollouts/iteration=<k>/
+ROLLOUT_SCHEMA = pa.schema([
+    ("sample_id", pa.string()),  # "<question_id>#<iteration>#<sample_index>"
+    ("question_id", pa.string()),
+    ("iteration", pa.int32()),
+    ("sample_index", pa.int32()),
+    ("seed", pa.int64()),
+    ("prompt_kind", pa.string()),  # cot
+    ("rationale", pa.string()),
+    ("finished", pa.bool_()),  # ended with the end-of-turn token (not cut at max_new_tokens)
+    ("model_ref", pa.string()),  # "<base path>@<adapter hash or 'none'>"
+    ("prompt_tokens", pa.int32()),
+    ("completion_tokens", pa.int32()),
+    ("seconds", pa.float64()),  # this row's share of its batch's wall time
+])
+
+# Judged samples, the pool: samples/iteration=<k>/
+SAMPLE_SCHEMA = pa.schema(list(ROLLOUT_SCHEMA) + [
+    ("answer", pa.string()),  # extracted final answer, null when unparsed
+    ("gold", pa.string()),
+    ("correct", pa.bool_()),
+    ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | bad_choice
+])
+
+# Training sets: sets/iteration=<k>/kind=<sft|refine|select>/
+SET_SCHEMA = pa.schema([
+    ("example_id", pa.string()),
+    ("iteration", pa.int32()),
+    ("kind", pa.string()),
+    ("question_id", pa.string()),
+    ("negative", pa.string()),  # refine: the wrong rationale y-
+    ("candidates", pa.list_(pa.string())),  # select: shuffled candidate rationales
+    ("candidate_correct", pa.list_(pa.bool_())),
+    ("target", pa.string()),  # the labelled span: rationale (sft), y+ (refine), answer (select)
+    ("source_ids", pa.list_(pa.string())),  # sample_ids the example was built from
+])
+
+# Per-step training log: train_log/iteration=<k>/   (iteration 0 = seed stage)
+TRAIN_LOG_SCHEMA = pa.schema([
+    ("iteration", pa.int32()),
+    ("step", pa.int32()),
+    ("epoch", pa.float64()),
+    ("lr", pa.float64()),
+    ("grad_norm", pa.float64()),
+    ("loss_total", pa.float64()),
+    ("loss_sft", pa.float64()),
+    ("loss_refine", pa.float64()),
+    ("loss_select", pa.float64()),
+    ("tokens_sft", pa.int64()),
+    ("tokens_refine", pa.int64()),
+    ("tokens_select", pa.int64()),
+    ("seconds", pa.float64()),
+])
+
+# Evaluation predictions: eval/iteration=<k>/   (iteration 0 = seed model)
+EVAL_SCHEMA = pa.schema([
+    ("iteration", pa.int32()),
+    ("question_id", pa.string()),
+    ("strategy", pa.string()),  # greedy | sample | select
+    ("sample_index", pa.int32()),
+    ("text", pa.string()),
+    ("answer", pa.string()),
+    ("gold", pa.string()),
+    ("correct", pa.bool_()),
+    ("judge_reason", pa.string()),
+])
+
+# Eval metrics: eval_metrics/iteration=<k>/
+EVAL_METRIC_SCHEMA = pa.schema([
+    ("iteration", pa.int32()),
+    ("metric", pa.string()),  # pass@1 | maj@N | oracle@N | select@N
+    ("value", pa.float64()),
+    ("n_questions", pa.int32()),
+])
+
+# Step timings and facts: steps/iteration=<k>/step=<name>/
+STEP_SCHEMA = pa.schema([
+    ("iteration", pa.int32()),
+    ("step", pa.string()),
+    ("seconds", pa.float64()),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("info", pa.string()),  # JSON
+])
+
+TABLES: dict[str, pa.Schema] = {
+    "questions": QUESTION_SCHEMA,
+    "rollouts": ROLLOUT_SCHEMA,
+    "samples": SAMPLE_SCHEMA,
+    "sets": SET_SCHEMA,
+    "train_log": TRAIN_LOG_SCHEMA,
+    "eval": EVAL_SCHEMA,
+    "eval_metrics": EVAL_METRIC_SCHEMA,
+    "steps": STEP_SCHEMA,
+}

@@ -1,0 +1,129 @@
+"""The run store: hive-partitioned Parquet under one run folder, queried with DuckDB.
+
+    <run>/<table>/<key>=<value>[/<key>=<value>]/part-0.parquet
+
+A partition is written into a hidden temporary folder beside its final place and renamed into
+place, so readers (whose globs skip hidden names) never see half a partition, a crash leaves at
+most an ignored temporary folder, and rewriting a partition replaces it instead of adding rows.
+Partition keys are also real columns of the file.
+
+Views: `src_<table>` reads every partition of a table (or an empty relation with the table's
+schema); the named views users query — samples, positives, negatives, sft_examples,
+refine_pairs, select_sets, metrics, … — are the SQL files in `data/sql/`, the same SQL the
+pipeline runs. They see the pool up to iteration `getvariable('r3v_upto')` when it is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from r3v.schema import TABLES
+
+# Named views in creation order (later ones select from earlier ones).
+VIEWS = ("questions", "samples", "positives", "negatives", "pool_stats", "sft_examples", "refine_pairs",
+         "select_sets", "sets", "metrics")
+
+
+def sql_dir() -> Path:
+    env = os.environ.get("R3V_SQL_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "data" / "sql"
+
+
+class ReadOnlyError(ValueError):
+    """`r3v sql` was given a statement that is not a query."""
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- partitions --------------------------------------------------------------------
+    def partition(self, table: str, **keys: object) -> Path:
+        p = self.root / table
+        for k, v in keys.items():
+            p = p / f"{k}={v}"
+        return p
+
+    def exists(self, table: str, **keys: object) -> bool:
+        return self.partition(table, **keys).is_dir()
+
+    def write(self, table: str, data: pa.Table, **keys: object) -> Path:
+        """Atomically write (or replace) one partition; key columns are set to the key values."""
+        schema = TABLES[table]
+        for k, v in keys.items():
+            col = pa.array([v] * data.num_rows, type=schema.field(k).type)
+            data = data.set_column(data.schema.get_field_index(k), k, col) if k in data.schema.names \
+                else data.append_column(k, col)
+        data = data.select(schema.names).cast(schema)
+        final = self.partition(table, **keys)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        pq.write_table(data, tmp / "part-0.parquet")
+        if final.exists():  # replace: move the old one aside first, so no reader sees both
+            trash = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        return final
+
+    def read(self, table: str, **keys: object) -> pa.Table:
+        part = self.partition(table, **keys)
+        files = sorted(part.rglob("*.parquet"))
+        files = [f for f in files if not any(x.startswith(".") for x in f.relative_to(part).parts)]
+        if not files:
+            return TABLES[table].empty_table()
+        return pa.concat_tables([pq.read_table(f, schema=TABLES[table]) for f in files])
+
+    def files(self, table: str) -> list[Path]:
+        base = self.root / table
+        if not base.is_dir():
+            return []
+        return [f for f in sorted(base.rglob("*.parquet"))
+                if not any(x.startswith(".") for x in f.relative_to(base).parts)]
+
+    # -- SQL ---------------------------------------------------------------------------
+    def connect(self, upto: int | None = None, seed: int | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with every view defined over this run's files."""
+        con = duckdb.connect(":memory:")
+        if upto is not None:
+            con.execute(f"SET VARIABLE r3v_upto = {int(upto)}")
+        if seed is not None:
+            con.execute(f"SET VARIABLE r3v_seed = {int(seed)}")
+        for table, schema in TABLES.items():
+            files = self.files(table)
+            if files:
+                paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+                con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet([{paths}], "
+                            f"union_by_name = true, hive_partitioning = false)")
+            else:
+                con.register(f"_empty_{table}", schema.empty_table())
+                con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM _empty_{table}")
+        for view in VIEWS:
+            con.execute((sql_dir() / f"{view}.sql").read_text())
+        return con
+
+    def query(self, sql: str, upto: int | None = None, seed: int | None = None) -> pa.Table:
+        """Run one read-only statement (SELECT, WITH, DESCRIBE, SHOW, …) and return its rows."""
+        con = self.connect(upto=upto, seed=seed)
+        try:
+            statements = con.extract_statements(sql)
+            if len(statements) != 1:
+                raise ReadOnlyError(f"expected one statement, got {len(statements)}")
+            kind = statements[0].type
+            if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+                raise ReadOnlyError(f"only queries are allowed on a run (got a {kind.name} statement)")
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
