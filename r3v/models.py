@@ -8,10 +8,8 @@ writes a LLaVA CLIP tower as `vision_tower.embeddings.*`, vLLM expects
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import shutil
-import uuid
 from pathlib import Path
 
 import torch
@@ -50,28 +48,27 @@ def _vllm_key(key: str, model_type: str) -> str:
     return key
 
 
-def save_model(model, processor, path: str | Path) -> Path:
+def save_model(model, processor, path: str | Path, extra_files: dict[str, str] | None = None) -> Path:
     """Save in HF layout with vLLM's key names; written to a temporary folder, then renamed."""
     from safetensors.torch import load_file, save_file
 
-    path = Path(path)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    model_type = model.config.model_type
-    for f in tmp.glob("*.safetensors"):
-        sd = load_file(f)
-        save_file({_vllm_key(k, model_type): v for k, v in sd.items()}, f, metadata={"format": "pt"})
-    index = tmp / "model.safetensors.index.json"
-    if index.exists():
-        import json
+    from r3v.store import atomic_dir
 
-        data = json.loads(index.read_text())
-        data["weight_map"] = {_vllm_key(k, model_type): v for k, v in data["weight_map"].items()}
-        index.write_text(json.dumps(data, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    path = Path(path)
+    model_type = model.config.model_type
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for f in tmp.glob("*.safetensors"):
+            sd = load_file(f)
+            save_file({_vllm_key(k, model_type): v for k, v in sd.items()}, f, metadata={"format": "pt"})
+        index = tmp / "model.safetensors.index.json"
+        if index.exists():
+            data = json.loads(index.read_text())
+            data["weight_map"] = {_vllm_key(k, model_type): v for k, v in data["weight_map"].items()}
+            index.write_text(json.dumps(data, indent=2))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return path
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -36,6 +38,27 @@ def sql_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[1] / "data" / "sql"
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `final`; on success it replaces `final` by renames."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():  # move the old one aside first, so no reader sees a mix of both
+        trash = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
 
 
 class ReadOnlyError(ValueError):
@@ -65,17 +88,8 @@ class Store:
                 else data.append_column(k, col)
         data = data.select(schema.names).cast(schema)
         final = self.partition(table, **keys)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        pq.write_table(data, tmp / "part-0.parquet")
-        if final.exists():  # replace: move the old one aside first, so no reader sees both
-            trash = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        with atomic_dir(final) as tmp:
+            pq.write_table(data, tmp / "part-0.parquet")
         return final
 
     def read(self, table: str, **keys: object) -> pa.Table:

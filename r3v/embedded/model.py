@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 
 from r3v.config import EmbeddedModelConfig, EmbeddedTasksConfig
@@ -105,9 +104,8 @@ def build(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, out: Path) -> Pa
     model.generation_config.eos_token_id = ids[END_OF_TURN]
     model.generation_config.pad_token_id = ids["<pad>"]
     n_params = sum(p.numel() for p in model.parameters())
-    save_model(model, processor, out)
-    (out / "r3v_embedded.json").write_text(json.dumps(
-        {"model": dataclasses.asdict(mcfg), "tasks": dataclasses.asdict(tcfg), "parameters": n_params}, indent=2))
+    save_model(model, processor, out, extra_files={"r3v_embedded.json": json.dumps(
+        {"model": dataclasses.asdict(mcfg), "tasks": dataclasses.asdict(tcfg), "parameters": n_params}, indent=2)})
     log.info("built embedded VLM (%.2fM parameters) at %s", n_params / 1e6, out)
     return out
 
@@ -118,13 +116,5 @@ def ensure_built(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, cache_dir
     out = cache / f"tiny-llava-{_key(mcfg, tcfg)}"
     if (out / "r3v_embedded.json").exists():
         return out
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".build-{out.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    build(mcfg, tcfg, tmp)
-    try:
-        tmp.rename(out)
-    except OSError:  # a concurrent build finished first; its result is identical
-        shutil.rmtree(tmp, ignore_errors=True)
+    build(mcfg, tcfg, out)  # written to a temporary folder and renamed into place
     return out

@@ -1,0 +1,127 @@
+"""The `r3v` command.
+
+    r3v run [CONFIG] [key=value ...]     run (or resume) the loop as the Prefect flow, in-process
+    r3v sql RUN "SELECT …"               query a run's views read-only (RUN: folder or name under runs/)
+    r3v report RUN                       rewrite and print a run's results table
+    r3v build-model [CONFIG] [k=v ...]   build (or find) the cached embedded model; print its path
+    r3v serve                            serve deployment r3v/iterate against PREFECT_API_URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _split(args: list[str]) -> tuple[str | None, list[str]]:
+    config = None
+    if args and "=" not in args[0]:
+        config, args = args[0], args[1:]
+    return config, args
+
+
+def _run_dir(name: str) -> Path:
+    p = Path(name)
+    if (p / "config.yaml").exists():
+        return p
+    q = Path("runs") / name
+    if (q / "config.yaml").exists():
+        return q
+    raise SystemExit(f"r3v: no run folder at {p} or {q}")
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    config, overrides = _split(ns.args)
+    from r3v.config import load_config
+
+    cfg = load_config(config, overrides)  # fail fast on a bad config, before Prefect starts
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "r3v")
+    from flows.iterate import r3v_flow
+
+    print(f"r3v: run {cfg.run_dir} (config hash {cfg.hash()})", flush=True)
+    md = r3v_flow(config=config, overrides=overrides)
+    print(md)
+    print(f"r3v: results in {cfg.run_dir}/results.md, plot {cfg.run_dir}/accuracy.png")
+    print(f"r3v: inspect with: r3v sql {cfg.run_dir} \"SELECT * FROM metrics\"")
+    return 0
+
+
+def cmd_sql(ns: argparse.Namespace) -> int:
+    import duckdb
+
+    from r3v.store import ReadOnlyError, Store
+
+    try:
+        table = Store(_run_dir(ns.run)).query(ns.query)
+    except (ReadOnlyError, duckdb.Error) as e:
+        print(f"r3v sql: {e}", file=sys.stderr)
+        return 2
+    if ns.format == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, sys.stdout.buffer)
+    else:
+        rel = duckdb.from_arrow(table)
+        rel.show(max_rows=ns.max_rows, max_width=ns.max_width)
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from r3v.report import write_report
+
+    print(write_report(_run_dir(ns.run)))
+    return 0
+
+
+def cmd_build_model(ns: argparse.Namespace) -> int:
+    from r3v.config import load_config
+    from r3v.embedded.model import ensure_built
+
+    cfg = load_config(*_split(ns.args))
+    print(ensure_built(cfg.model.embedded, cfg.data.embedded, cfg.model.cache_dir))
+    return 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from flows.serve import serve
+
+    serve()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="r3v", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("run", help="run or resume the loop")
+    s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
+    s.set_defaults(fn=cmd_run)
+    s = sub.add_parser("sql", help="query a run read-only")
+    s.add_argument("run")
+    s.add_argument("query")
+    s.add_argument("--format", choices=["table", "csv"], default="table")
+    s.add_argument("--max-rows", type=int, default=40)
+    s.add_argument("--max-width", type=int, default=200)
+    s.set_defaults(fn=cmd_sql)
+    s = sub.add_parser("report", help="write and print a run's results table")
+    s.add_argument("run")
+    s.set_defaults(fn=cmd_report)
+    s = sub.add_parser("build-model", help="build the embedded model (cached)")
+    s.add_argument("args", nargs="*")
+    s.set_defaults(fn=cmd_build_model)
+    s = sub.add_parser("serve", help="serve deployment r3v/iterate")
+    s.set_defaults(fn=cmd_serve)
+    ns = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return ns.fn(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

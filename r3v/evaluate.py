@@ -1,0 +1,70 @@
+"""Evaluation: pass@1 (greedy), maj@N, oracle@N and select@N on the test split.
+
+- pass@1   : one greedy CoT answer.
+- maj@N    : majority vote over N sampled CoT answers (normalised; unparsed answers do not vote;
+             a tie goes to the answer seen first; no parsed answer -> wrong).
+- oracle@N : any of the N samples is right (an upper bound for any selector).
+- select@N : R3V's test-time selection: the model reads the N sampled rationales in the select
+             prompt and answers greedily.
+Eval sample seeds derive from (run seed, "eval", iteration, question id, index), so every
+iteration's model is scored on its own reproducible samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+
+from r3v import prompts
+from r3v.judge import judge_text, normalize
+from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
+
+
+def _integer(q: dict) -> bool:
+    return json.loads(q.get("metadata") or "{}").get("answer_type") == "integer"
+
+
+def majority(answers: Sequence[str | None]) -> str | None:
+    votes = [a for a in answers if a is not None]
+    if not votes:
+        return None
+    counts = Counter(normalize(a) for a in votes)
+    best = max(counts.values())
+    return next(a for a in votes if counts[normalize(a)] == best)
+
+
+def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, n: int,
+             params: SamplingParams, tolerance: float) -> tuple[list[dict], list[dict]]:
+    """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA)."""
+    greedy = SamplingParams(0.0, 1.0, params.max_new_tokens)
+    cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
+                          sample_seeds(run_seed, iteration, q["id"], n, tag="eval")) for q in questions]
+    greedy_out = sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)
+    sampled = sampler.generate(cot, params)
+    sel_reqs = [RolloutRequest(q["id"], q["image"]["bytes"],
+                               tuple(prompts.select(q["question"], [c.text for c in outs], q["choices"])), (0,))
+                for q, outs in zip(questions, sampled)]
+    selected = sampler.generate(sel_reqs, SamplingParams(0.0, 1.0, 16))
+
+    preds: list[dict] = []
+    hits = Counter()
+    for q, g, outs, s in zip(questions, greedy_out, sampled, selected):
+        kw = dict(gold=q["answer"], choices=q["choices"], tolerance=tolerance, integer=_integer(q))
+
+        def row(strategy: str, idx: int, text: str, q=q, kw=kw) -> tuple[str | None, bool]:
+            ans, v = judge_text(text, **kw)
+            preds.append(dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=idx,
+                              text=text, answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason))
+            return ans, v.correct
+
+        hits["pass@1"] += row("greedy", 0, g[0].text)[1]
+        judged = [row("sample", i, c.text) for i, c in enumerate(outs)]
+        hits[f"oracle@{n}"] += any(ok for _, ok in judged)
+        maj = majority([a for a, _ in judged])
+        hits[f"maj@{n}"] += maj is not None and any(ok and normalize(a) == normalize(maj) for a, ok in judged)
+        hits[f"select@{n}"] += row("select", 0, s[0].text)[1]
+    total = len(questions)
+    metrics = [dict(iteration=iteration, metric=m, value=hits[m] / total if total else 0.0, n_questions=total)
+               for m in ("pass@1", f"maj@{n}", f"oracle@{n}", f"select@{n}")]
+    return preds, metrics

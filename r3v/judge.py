@@ -1,0 +1,119 @@
+"""Answer extraction and correctness: pure functions.
+
+`extract_answer(text)` finds the final answer, trying in order:
+  1. the last `Answer: X` (case-insensitive), X up to the end of its line;
+  2. the last `the answer is X`;
+  3. the last `\\boxed{X}`.
+Anything else is unparsed (None). Models are trained to end with `Answer: X`; the fallbacks
+cover real checkpoints prompted zero-shot.
+
+`judge(pred, gold, choices)` returns a `Verdict(correct, reason)`:
+  - `unparsed`  : no answer could be extracted -> wrong. Never random credit.
+  - `choice`    : multiple choice; the prediction names the gold option by letter or by its text.
+  - `bad_choice`: multiple choice; the prediction is a letter out of range or no option -> wrong.
+  - `numeric`   : both are numbers and within the relative tolerance (ChartQA's relaxed accuracy,
+                  5%), or equal when the question's answer type is integer (counts);
+                  `%`, `$` and thousands separators are ignored.
+  - `exact`     : normalised (case, surrounding punctuation, whitespace) strings are equal.
+  - `mismatch`  : none of the above.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+LETTERS = "ABCDEFGHIJ"
+_ANSWER = re.compile(r"answer\s*:\s*(.+)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"the answer is\s*:?\s*(.+)", re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
+_LETTER = re.compile(r"^\(?([A-J])\)?(?:[.:)]|\s|$)")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    correct: bool
+    reason: str
+
+
+def _clean(ans: str) -> str | None:
+    ans = ans.strip().strip("*").strip()
+    ans = re.sub(r"[.。;,]+$", "", ans).strip()
+    return ans or None
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The final answer in `text`, or None when it has none (see module docstring for the order)."""
+    if not text:
+        return None
+    for rx in (_ANSWER, _ANSWER_IS):
+        hits = rx.findall(text)
+        if hits:
+            first_line = hits[-1].splitlines()[0] if hits[-1].strip() else ""
+            return _clean(first_line)
+    hits = _BOXED.findall(text)
+    return _clean(hits[-1]) if hits else None
+
+
+def normalize(s: str) -> str:
+    s = s.strip().lower()
+    s = re.sub(r"\s+", " ", s)
+    return s.strip(" .,;:!?\"'`")
+
+
+def to_number(s: str) -> float | None:
+    t = normalize(s).replace(",", "").replace("$", "").rstrip("%").strip()
+    if _NUMBER.match(t):
+        return float(t)
+    frac = re.match(r"^([-+]?\d+)\s*/\s*(\d+)$", t)
+    if frac and int(frac.group(2)) != 0:
+        return int(frac.group(1)) / int(frac.group(2))
+    return None
+
+
+def numbers_match(pred: float, gold: float, tolerance: float) -> bool:
+    """ChartQA's relaxed accuracy: within `tolerance` of the gold value, relatively (exact at 0)."""
+    if gold == 0:
+        return pred == 0
+    return abs(pred - gold) <= tolerance * abs(gold)
+
+
+def choice_index(pred: str, choices: Sequence[str]) -> int | None:
+    """Index of the option `pred` names (by letter, `(B)`, or by its text), else None."""
+    m = _LETTER.match(pred.strip())
+    if m:
+        i = LETTERS.index(m.group(1))
+        return i if i < len(choices) else None
+    norm = normalize(pred)
+    for i, c in enumerate(choices):
+        if normalize(c) == norm:
+            return i
+    return None
+
+
+def judge(pred: str | None, gold: str, choices: Sequence[str] | None = None,
+          tolerance: float = 0.05, integer: bool = False) -> Verdict:
+    """Is `pred` (an extracted answer) right? `integer=True` forces exact integer matching."""
+    if pred is None or not pred.strip():
+        return Verdict(False, "unparsed")
+    if choices:
+        gi = choice_index(gold, choices)
+        pi = choice_index(pred, choices)
+        if pi is None:
+            return Verdict(False, "bad_choice")
+        return Verdict(gi is not None and pi == gi, "choice" if pi == gi else "mismatch")
+    pn, gn = to_number(pred), to_number(gold)
+    if pn is not None and gn is not None:
+        ok = pn == gn if integer else numbers_match(pn, gn, tolerance)
+        return Verdict(ok, "numeric" if ok else "mismatch")
+    ok = normalize(pred) == normalize(gold)
+    return Verdict(ok, "exact" if ok else "mismatch")
+
+
+def judge_text(text: str | None, gold: str, choices: Sequence[str] | None = None,
+               tolerance: float = 0.05, integer: bool = False) -> tuple[str | None, Verdict]:
+    """Extract then judge: (extracted answer, verdict)."""
+    pred = extract_answer(text)
+    return pred, judge(pred, gold, choices, tolerance, integer)

@@ -1,0 +1,78 @@
+"""The end-of-run report: a per-iteration table (Markdown + Parquet) and an accuracy plot (PNG).
+
+The table is the `metrics` view (data/sql/metrics.sql): accuracy by metric, pool facts, set
+sizes and step wall times per iteration; iteration 0 is the seed model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from r3v.store import Store
+
+COLUMNS = [  # (column, header, format)
+    ("iteration", "iter", "{}"), ("pass_at_1", "pass@1", "{:.3f}"), ("maj_at_n", "maj@N", "{:.3f}"),
+    ("oracle_at_n", "oracle@N", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}"),
+    ("samples", "samples", "{}"), ("positives", "pos", "{}"), ("negatives", "neg", "{}"),
+    ("share_mixed", "mixed", "{:.2f}"), ("unparsed_rate", "unparsed", "{:.3f}"),
+    ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
+    ("seconds_total", "seconds", "{:.0f}"),
+]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join("–" if r.get(c) is None else f.format(r[c]) for c, _, f in COLUMNS) + " |"
+            for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def step_times(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        steps = r.get("seconds_by_step") or []
+        items = steps.items() if isinstance(steps, dict) else steps
+        lines.append(f"- iteration {r['iteration']}: " + ", ".join(f"{k} {v:.1f}s" for k, v in items))
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    its = [r["iteration"] for r in rows]
+    for col, label in (("pass_at_1", "pass@1"), ("maj_at_n", "maj@N"), ("select_at_n", "select@N"),
+                       ("oracle_at_n", "oracle@N")):
+        ys = [r.get(col) for r in rows]
+        pts = [(i, y) for i, y in zip(its, ys) if y is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xlabel("iteration (0 = seed model)")
+    ax.set_ylabel("test accuracy")
+    ax.set_xticks(its)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def write_report(run_dir: str | Path) -> str:
+    """Write results.md, results.parquet and accuracy.png into the run folder; return the Markdown."""
+    run_dir = Path(run_dir)
+    table = Store(run_dir).query("SELECT * FROM metrics")
+    rows = table.to_pylist()
+    pq.write_table(table, run_dir / "results.parquet")
+    plot(rows, run_dir / "accuracy.png")
+    md = (f"# r3v run `{run_dir.name}`\n\n{markdown_table(rows)}\n\n"
+          f"Iteration 0 is the seed model. N = samples per question.\n\n"
+          f"Step wall times:\n{step_times(rows)}\n\n![accuracy](accuracy.png)\n")
+    (run_dir / "results.md").write_text(md)
+    return md

@@ -1,0 +1,123 @@
+"""A run folder: its frozen config, metadata, models by iteration, and step bookkeeping.
+
+Every step records its wall time and facts in `steps/iteration=<k>/step=<name>/`, written after
+its outputs, so a step that finds its record is finished and a rerun resumes the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import yaml
+
+from r3v.config import Config, ConfigError, config_from_dict
+from r3v.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RunConfigMismatch(ConfigError):
+    """A run folder already holds a run made with another config."""
+
+
+@dataclass
+class Run:
+    dir: Path
+    cfg: Config
+    store: Store
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> Run:
+        run_dir = Path(run_dir)
+        path = run_dir / "config.yaml"
+        if not path.exists():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+        return cls(run_dir, config_from_dict(yaml.safe_load(path.read_text())), Store(run_dir))
+
+    @property
+    def meta(self) -> dict:
+        p = self.dir / "run.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    def update_meta(self, **kv) -> None:
+        meta = self.meta | kv
+        tmp = self.dir / ".run.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(self.dir / "run.json")
+
+    def questions(self, split: str) -> list[dict]:
+        return self.store.read("questions", split=split).to_pylist()
+
+    def adapter(self, iteration: int) -> Path | None:
+        """The adapter of M_iteration (None for the seed model, iteration 0)."""
+        if iteration <= 0:
+            return None
+        p = self.dir / "checkpoints" / f"iteration={iteration}"
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: the model of iteration {iteration} has not been trained")
+        return p
+
+    def model_ref(self, iteration: int) -> str:
+        adapter = self.adapter(iteration)
+        if adapter is None:
+            return f"{self.meta['base_model']}@none"
+        return f"{self.meta['base_model']}@{json.loads((adapter / 'manifest.json').read_text())['adapter_hash']}"
+
+
+def init_run(cfg: Config) -> Path:
+    """Create the run folder with its frozen config, or check an existing one has the same config."""
+    run_dir = cfg.run_dir
+    path = run_dir / "config.yaml"
+    if path.exists():
+        old = config_from_dict(yaml.safe_load(path.read_text()))
+        if old.hash() != cfg.hash():
+            a, b = old.to_dict(), cfg.to_dict()
+            diff = [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a for k in a[s]
+                    if s != "run" or k not in ("name", "root", "torch_threads") if a[s][k] != b[s][k]]
+            raise RunConfigMismatch(
+                f"{run_dir} holds a run with another config (hash {old.hash()} != {cfg.hash()}; "
+                f"changed: {'; '.join(diff)}). Use another run.name, or delete the folder to start over.")
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# r3v run config, hash {cfg.hash()}. Rerun: r3v run {path}\n" + cfg.to_yaml())
+    Run(run_dir, cfg, Store(run_dir)).update_meta(
+        config_hash=cfg.hash(), created_at=datetime.now(UTC).isoformat())
+    return run_dir
+
+
+# -- step bookkeeping ------------------------------------------------------------------
+
+
+def done(run: Run, iteration: int, step: str) -> dict | None:
+    if not run.store.exists("steps", iteration=iteration, step=step):
+        return None
+    return json.loads(run.store.read("steps", iteration=iteration, step=step)["info"][0].as_py())
+
+
+def record(run: Run, iteration: int, step: str, t0: float, info: dict) -> dict:
+    info = {**info, "seconds": round(time.perf_counter() - t0, 2)}
+    run.store.write("steps", pa.Table.from_pylist([{
+        "seconds": info["seconds"], "finished_at": datetime.now(UTC), "info": json.dumps(info)}],
+        schema=pa.schema([("seconds", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
+                          ("info", pa.string())])), iteration=iteration, step=step)
+    log.info("iteration %d %s: %s", iteration, step, info)
+    return info
+
+
+def begin(run_dir: str | Path, iteration: int, step: str) -> tuple[Run, dict | None, float]:
+    from r3v.models import set_threads
+
+    run = Run.open(run_dir)
+    set_threads(run.cfg.run.torch_threads)
+    return run, done(run, iteration, step), time.perf_counter()
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]

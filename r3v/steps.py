@@ -1,0 +1,232 @@
+"""The R3V loop's steps as plain functions over a run folder (Prefect tasks wrap these one to one).
+
+    prepare -> seed -> evaluate(0)
+    for k in 1..K:  sample(k) -> judge(k) -> build_sets(k) -> train(k) -> evaluate(k)
+    report
+
+Each step takes the run folder and the iteration, reads its inputs from the store, writes its
+outputs atomically and returns a small dict of facts; a finished step returns its recorded facts
+at once. Model for iteration k's rollout: M_{k-1} (the seed model M_0 for k=1). Model trained at
+iteration k: a fresh LoRA on M_0 (train.init=base, the authors' choice) or the continued adapter
+of k-1 (train.init=continue).
+
+Departures from the paper: the warm-up set is the embedded seed split's gold rationales instead
+of GPT-distilled ones; the seed stage fully fine-tunes the tiny model (it starts from random
+weights), the iterations train LoRA adapters as the paper does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+
+from r3v.run import Run, begin, file_hash, record
+
+log = logging.getLogger(__name__)
+
+
+def prepare(run_dir: str) -> dict:
+    """Read the questions into the store and resolve the base model (building the embedded one)."""
+    run, finished, t0 = begin(run_dir, 0, "prepare")
+    if finished:
+        return finished
+    from r3v.datasets import load_splits
+
+    cfg = run.cfg
+    counts, bad = {}, {}
+    for split, (table, report) in load_splits(cfg.data).items():
+        run.store.write("questions", table, split=split)
+        counts[split], bad[split] = table.num_rows, report.to_dict()
+    (run.dir / "questions" / "bad_rows.json").write_text(json.dumps(bad, indent=2))
+    for split, rep in bad.items():
+        if rep["skipped"]:
+            log.warning("%s split: skipped %d bad rows of %d (see %s)", split, rep["skipped"], rep["total"],
+                        run.dir / "questions" / "bad_rows.json")
+    if cfg.model.source == "embedded":
+        from r3v.embedded.model import ensure_built
+
+        model_path = ensure_built(cfg.model.embedded, cfg.data.embedded, cfg.model.cache_dir)
+    else:
+        model_path = Path(cfg.model.source).expanduser().resolve()
+        if not (model_path / "config.json").exists():
+            raise FileNotFoundError(f"model.source={cfg.model.source}: no config.json (Hugging Face layout) there")
+    run.update_meta(source_model=str(model_path), base_model=str(model_path))
+    skipped = {s: r["skipped"] for s, r in bad.items()}
+    return record(run, 0, "prepare", t0, {"questions": counts, "skipped_bad_rows": skipped,
+                                          "source_model": str(model_path)})
+
+
+def seed(run_dir: str) -> dict:
+    """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
+    run, finished, t0 = begin(run_dir, 0, "seed")
+    if finished:
+        return finished
+    cfg = run.cfg
+    seed_questions = run.questions("seed") if run.store.exists("questions", split="seed") else []
+    if not cfg.seed.enabled or not seed_questions:
+        return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
+    from r3v.models import load_model, load_processor, save_model
+    from r3v.train.data import encode_all, seed_examples
+    from r3v.train.loop import LoopSpec, train
+
+    src = run.meta["source_model"]
+    model, processor = load_model(src, cfg.model.dtype), load_processor(src)
+    data = encode_all(processor, seed_examples(seed_questions, cfg.seed.direct_answers), cfg.train.max_length)
+    spec = LoopSpec(lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
+                    warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed)
+    logs = train(model, data, spec, {"sft": 1.0, "refine": 0.0, "select": 0.0}, processor.tokenizer.pad_token_id)
+    out = save_model(model, processor, run.dir / "checkpoints" / "seed")
+    _write_train_log(run, 0, logs)
+    run.update_meta(base_model=str(out))
+    return record(run, 0, "seed", t0, {"examples": len(data), "steps": len(logs),
+                                       "final_loss": logs[-1]["loss/total"], "base_model": str(out)})
+
+
+def sample(run_dir: str, iteration: int) -> dict:
+    """Sample N CoT rationales per train question with M_{k-1} -> rollouts/iteration=k."""
+    run, finished, t0 = begin(run_dir, iteration, "sample")
+    if finished:
+        return finished
+    from r3v import prompts
+    from r3v.rollout import RolloutRequest, SamplingParams, make_sampler, sample_seeds
+
+    cfg, rc = run.cfg, run.cfg.rollout
+    questions = run.questions("train")
+    adapter = run.adapter(iteration - 1)
+    sampler = make_sampler(rc.backend, run.meta["base_model"], str(adapter) if adapter else None,
+                           cfg.model.dtype, rc.batch_size)
+    requests = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
+                               sample_seeds(cfg.run.seed, iteration, q["id"], rc.n)) for q in questions]
+    outs = sampler.generate(requests, SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens))
+    ref = run.model_ref(iteration - 1)
+    rows = [dict(sample_id=f"{req.key}#{iteration}#{i}", question_id=req.key, iteration=iteration, sample_index=i,
+                 seed=req.seeds[i], prompt_kind="cot", rationale=c.text, finished=c.finished, model_ref=ref,
+                 prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds)
+            for req, comps in zip(requests, outs) for i, c in enumerate(comps)]
+    from r3v.schema import ROLLOUT_SCHEMA
+
+    run.store.write("rollouts", pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), iteration=iteration)
+    return record(run, iteration, "sample", t0, {"questions": len(questions), "samples": len(rows),
+                                                  "model_ref": ref})
+
+
+def judge(run_dir: str, iteration: int) -> dict:
+    """Judge each rollout's final answer against the gold answer -> samples/iteration=k (the pool)."""
+    run, finished, t0 = begin(run_dir, iteration, "judge")
+    if finished:
+        return finished
+    from r3v.judge import judge_text
+    from r3v.schema import SAMPLE_SCHEMA
+
+    qs = {q["id"]: q for q in run.questions("train")}
+    rows = run.store.read("rollouts", iteration=iteration).to_pylist()
+    tol = run.cfg.judge.relaxed_tolerance
+    for r in rows:
+        q = qs[r["question_id"]]
+        integer = json.loads(q["metadata"] or "{}").get("answer_type") == "integer"
+        ans, v = judge_text(r["rationale"], q["answer"], q["choices"], tol, integer)
+        r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
+    run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
+    n_pos = sum(r["correct"] for r in rows)
+    reasons: dict[str, int] = {}
+    for r in rows:
+        reasons[r["judge_reason"]] = reasons.get(r["judge_reason"], 0) + 1
+    return record(run, iteration, "judge", t0, {"samples": len(rows), "positives": n_pos,
+                                                 "negatives": len(rows) - n_pos, "reasons": reasons})
+
+
+def build_sets(run_dir: str, iteration: int) -> dict:
+    """SFT, refine and select sets from the pool of iterations 1..k -> sets/iteration=k/kind=*."""
+    run, finished, t0 = begin(run_dir, iteration, "build_sets")
+    if finished:
+        return finished
+    from r3v.sets import build_sets as build
+
+    sizes = {}
+    for kind, table in build(run.store, iteration, run.cfg.run.seed).items():
+        run.store.write("sets", table, iteration=iteration, kind=kind)
+        sizes[kind] = table.num_rows
+    return record(run, iteration, "build_sets", t0, sizes)
+
+
+def train(run_dir: str, iteration: int) -> dict:
+    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL with LoRA on M_0 -> checkpoints/iteration=k."""
+    run, finished, t0 = begin(run_dir, iteration, "train")
+    if finished:
+        return finished
+    from r3v.models import add_lora, load_model, load_processor
+    from r3v.store import atomic_dir
+    from r3v.train.data import encode_all, examples_from_sets
+    from r3v.train.loop import LoopSpec, train as train_loop
+
+    cfg, tc = run.cfg, run.cfg.train
+    base = run.meta["base_model"]
+    model, processor = load_model(base, cfg.model.dtype), load_processor(base)
+    if tc.init == "continue" and iteration > 1:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
+    else:
+        model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
+                         seed=cfg.run.seed + iteration)
+    qs = {q["id"]: q for q in run.questions("train")}
+    rows = run.store.read("sets", iteration=iteration).to_pylist()
+    data = encode_all(processor, examples_from_sets(rows, qs), tc.max_length)
+    if not data:
+        raise RuntimeError(f"iteration {iteration}: the pool up to this iteration has no positive sample, so there "
+                           f"is nothing to train on; M_{iteration - 1} never answered a train question correctly "
+                           f"(query `SELECT judge_reason, count(*) FROM samples GROUP BY 1` to see why)")
+    spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
+                    warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
+                    seed=cfg.run.seed + iteration)
+    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel}
+    logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id)
+    final = run.dir / "checkpoints" / f"iteration={iteration}"
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        manifest = {"iteration": iteration, "base_model": base, "init": tc.init,
+                    "adapter_hash": file_hash(tmp / "adapter_model.safetensors"),
+                    "examples": len(data), "steps": len(logs), "config_hash": cfg.hash()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    _write_train_log(run, iteration, logs)
+    last = logs[-1]
+    return record(run, iteration, "train", t0, {"examples": len(data), "steps": len(logs),
+                                                 "adapter_hash": manifest["adapter_hash"],
+                                                 **{k: round(v, 4) for k, v in last.items() if k.startswith("loss/")}})
+
+
+def evaluate(run_dir: str, iteration: int) -> dict:
+    """pass@1, maj@N, oracle@N, select@N of M_k on the test split -> eval/, eval_metrics/."""
+    run, finished, t0 = begin(run_dir, iteration, "evaluate")
+    if finished:
+        return finished
+    from r3v.evaluate import evaluate as run_eval
+    from r3v.rollout import SamplingParams, make_sampler
+    from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
+
+    cfg, rc = run.cfg, run.cfg.rollout
+    questions = run.questions("test")
+    if cfg.eval.max_questions:
+        questions = questions[:cfg.eval.max_questions]
+    adapter = run.adapter(iteration)
+    sampler = make_sampler(rc.backend, run.meta["base_model"], str(adapter) if adapter else None,
+                           cfg.model.dtype, rc.batch_size)
+    preds, metrics = run_eval(sampler, questions, iteration, cfg.run.seed, cfg.eval.n,
+                              SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens), cfg.judge.relaxed_tolerance)
+    run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
+    run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
+    return record(run, iteration, "evaluate", t0, {m["metric"]: round(m["value"], 4) for m in metrics})
+
+
+def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
+    from r3v.schema import TRAIN_LOG_SCHEMA
+
+    rows = [{"step": r["step"], "epoch": r["epoch"], "lr": r["lr"], "grad_norm": r["grad_norm"],
+             "seconds": r["seconds"], "loss_total": r.get("loss/total"), "loss_sft": r.get("loss/sft"),
+             "loss_refine": r.get("loss/refine"), "loss_select": r.get("loss/select"),
+             "tokens_sft": r.get("tokens/sft", 0), "tokens_refine": r.get("tokens/refine", 0),
+             "tokens_select": r.get("tokens/select", 0)} for r in logs]
+    run.store.write("train_log", pa.Table.from_pylist(rows, schema=TRAIN_LOG_SCHEMA), iteration=iteration)
