@@ -72,9 +72,9 @@ class EmbeddedTasksConfig:
 
     n_seed: int = 1000
     """Questions with gold rationales (stand-in for the paper's GPT-distilled warm-up)."""
-    n_train: int = 1000
+    n_train: int = 800
     """Answer-only questions the loop samples on."""
-    n_test: int = 300
+    n_test: int = 200
     image_size: int = 64
     min_objects: int = 2
     max_objects: int = 6
@@ -109,7 +109,7 @@ class SeedStageConfig:
     """Warm-up of the base model on the seed split (full fine-tuning)."""
 
     enabled: bool = True
-    steps: int = 300
+    steps: int = 250
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 20

@@ -160,7 +160,8 @@ def train(run_dir: str, iteration: int) -> dict:
     from r3v.models import add_lora, load_model, load_processor
     from r3v.store import atomic_dir
     from r3v.train.data import encode_all, examples_from_sets
-    from r3v.train.loop import LoopSpec, train as train_loop
+    from r3v.train.loop import LoopSpec
+    from r3v.train.loop import train as train_loop
 
     cfg, tc = run.cfg, run.cfg.train
     base = run.meta["base_model"]

@@ -86,6 +86,9 @@ class Store:
             col = pa.array([v] * data.num_rows, type=schema.field(k).type)
             data = data.set_column(data.schema.get_field_index(k), k, col) if k in data.schema.names \
                 else data.append_column(k, col)
+        missing = [n for n in schema.names if n not in data.schema.names]
+        if missing:
+            raise ValueError(f"{table}: data to write lacks columns {missing}")
         data = data.select(schema.names).cast(schema)
         final = self.partition(table, **keys)
         with atomic_dir(final) as tmp:

@@ -1,0 +1,14 @@
+# r3v worker image: the library, flows and tasks, serving deployment r3v/iterate.
+# For GPU hosts, build FROM a CUDA PyTorch image and set TORCH_SPEC accordingly.
+FROM python:3.11-slim
+ARG TORCH_SPEC="torch==2.13.0"
+ENV PIP_NO_CACHE_DIR=1 PREFECT_SERVER_ANALYTICS_ENABLED=false
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY r3v ./r3v
+COPY flows ./flows
+COPY tasks ./tasks
+COPY data ./data
+COPY configs ./configs
+RUN pip install "${TORCH_SPEC}" && pip install -e .
+CMD ["r3v", "serve"]

@@ -1,0 +1,59 @@
+"""The embedded model loads like any HF VLM, offline, in vLLM's key layout; tasks are seeded."""
+
+import io
+import json
+import re
+
+from PIL import Image
+
+from r3v.config import EmbeddedTasksConfig
+from r3v.embedded import tasks
+from r3v.judge import extract_answer
+
+
+def test_reloads_with_auto_classes_offline(embedded_model, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model, info = AutoModelForImageTextToText.from_pretrained(str(embedded_model), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    n = sum(p.numel() for p in model.parameters())
+    assert 1e6 < n < 2e7, n  # "a few million parameters"
+    processor = AutoProcessor.from_pretrained(str(embedded_model))
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}]
+    text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    enc = processor(images=[Image.new("RGB", (64, 64))], text=[text], return_tensors="pt")
+    assert int((enc["input_ids"] == model.config.image_token_id).sum()) == 64  # (64 / 8)^2 patches
+    assert model(**enc).logits.shape[-1] == model.config.text_config.vocab_size
+
+
+def test_checkpoint_keys_are_vllm_layout(embedded_model):
+    from safetensors import safe_open
+
+    with safe_open(str(embedded_model / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    vision = [k for k in keys if k.startswith("vision_tower.")]
+    assert vision and all(k.startswith("vision_tower.vision_model.") for k in vision)
+    assert any(k.startswith("language_model.") for k in keys)
+    assert any(k.startswith("multi_modal_projector.") for k in keys)
+
+
+def test_tasks_are_seeded_and_consistent():
+    cfg = EmbeddedTasksConfig(seed=7)
+    a, b = tasks.generate("seed", 60, cfg), tasks.generate("seed", 60, cfg)
+    assert a == b
+    assert tasks.generate("train", 5, cfg)[0]["image"] != a[0]["image"]
+    qtypes = set()
+    for r in a:
+        meta = json.loads(r["metadata"])
+        qtypes.add(meta["qtype"])
+        assert extract_answer(r["rationale"]) == r["answer"]  # the gold rationale ends in the gold answer
+        listed = re.match(r"Objects: (.*?)\.", r["rationale"]).group(1).split(", ")
+        assert listed == meta["objects"]
+        img = Image.open(io.BytesIO(r["image"]["bytes"]))
+        assert img.size == (cfg.image_size, cfg.image_size)
+        for m in re.finditer(r"(\d+) ([-+]) (\d+) = (\d+)", r["rationale"]):  # the arithmetic step is right
+            x, op, y, z = int(m[1]), m[2], int(m[3]), int(m[4])
+            assert (x - y if op == "-" else x + y) == z
+    assert qtypes == set(tasks.QTYPES)
+    assert all(r["rationale"] is None for r in tasks.generate("train", 5, cfg))  # answer-only split

@@ -1,0 +1,77 @@
+"""Integration: the real flow on the tiny model under prefect_test_harness, then `r3v sql` on it."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+OVERRIDES = [
+    "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=12",
+    "seed.steps=100", "seed.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
+    "rollout.max_new_tokens=64",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cache_dir, embedded_model):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.iterate import r3v_flow
+
+    root = tmp_path_factory.mktemp("runs")
+    overrides = OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
+    with prefect_test_harness(server_startup_timeout=120):
+        md = r3v_flow(overrides=overrides, run_name="it")
+        again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
+    assert md == again and "| 1 |" in md
+    return root / "it"
+
+
+def test_flow_writes_every_table(run_dir):
+    from r3v.store import Store
+
+    store = Store(run_dir)
+    q = lambda sql: store.query(sql).to_pylist()  # noqa: E731
+    assert q("SELECT split, count(*) AS n FROM questions GROUP BY split ORDER BY split") == [
+        {"split": "seed", "n": 200}, {"split": "test", "n": 12}, {"split": "train", "n": 24}]
+    # 24 questions x 3 samples, once: the resumed run added no rows
+    assert q("SELECT iteration, count(*) AS n, count(DISTINCT sample_id) AS d FROM samples GROUP BY 1") == [
+        {"iteration": 1, "n": 72, "d": 72}]
+    counts = q("SELECT count(*) FILTER (WHERE correct) AS pos, count(*) FILTER (WHERE NOT correct) AS neg "
+               "FROM samples")[0]
+    assert counts["pos"] > 0, "the seed model answered no train question right"
+    sizes = {r["kind"]: r["n"] for r in q("SELECT kind, count(*) AS n FROM sets GROUP BY kind")}
+    assert sizes["sft"] == q("SELECT count(*) AS n FROM sft_examples")[0]["n"] > 0
+    assert sizes.get("refine", 0) == q("SELECT count(*) AS n FROM refine_pairs")[0]["n"]
+    metrics = q("SELECT * FROM metrics ORDER BY iteration")
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    for m in metrics:
+        for k in ("pass_at_1", "maj_at_n", "oracle_at_n", "select_at_n"):
+            assert 0.0 <= m[k] <= 1.0
+        assert m["oracle_at_n"] >= m["maj_at_n"] - 1e-9
+    losses = q("SELECT avg(loss_sft) AS sft FROM src_train_log WHERE iteration = 1")[0]
+    assert losses["sft"] > 0
+    adapter = run_dir / "checkpoints" / "iteration=1"
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "manifest.json").exists()
+    assert (run_dir / "results.md").exists() and (run_dir / "accuracy.png").stat().st_size > 1000
+
+
+def test_r3v_sql_cli(run_dir):
+    out = subprocess.run([sys.executable, "-m", "r3v.cli", "sql", str(run_dir),
+                          "SELECT iteration, count(*) AS n FROM samples GROUP BY 1", "--format", "csv"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ['"iteration","n"', "1,72"]
+    bad = subprocess.run([sys.executable, "-m", "r3v.cli", "sql", str(run_dir), "DROP VIEW samples"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "only queries" in bad.stderr
+
+
+def test_changed_config_is_refused(run_dir):
+    from r3v.config import load_config
+    from r3v.run import RunConfigMismatch, init_run
+
+    cfg = load_config(overrides=OVERRIDES + [f"run.root={run_dir.parent}", "run.name=it", "train.lr=0.5"])
+    with pytest.raises(RunConfigMismatch, match=r"train.lr: 0.001 -> 0.5"):
+        init_run(cfg)
