@@ -75,3 +75,36 @@ def test_changed_config_is_refused(run_dir):
     cfg = load_config(overrides=OVERRIDES + [f"run.root={run_dir.parent}", "run.name=it", "train.lr=0.5"])
     with pytest.raises(RunConfigMismatch, match=r"train.lr: 0.001 -> 0.5"):
         init_run(cfg)
+
+
+def test_two_iterations_continue_from_previous_adapter(run_dir, tmp_path, cache_dir):
+    """Iteration 2 continues iteration 1's adapter (train.init=continue) and its sets come from the
+    pool of both iterations. Starts from the first run's M_0 as a local model, without a seed stage."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.iterate import r3v_flow
+    from r3v.store import Store
+
+    overrides = OVERRIDES + [f"run.root={tmp_path}", f"model.cache_dir={cache_dir}", "run.iterations=2",
+                             "train.init=continue", "seed.enabled=false", "eval.evaluate_seed=false",
+                             f"model.source={run_dir / 'checkpoints' / 'seed'}"]
+    with prefect_test_harness(server_startup_timeout=120):
+        r3v_flow(overrides=overrides, run_name="cont")
+    store = Store(tmp_path / "cont")
+    q = lambda sql: store.query(sql).to_pylist()  # noqa: E731
+    assert q("SELECT iteration, count(*) AS n FROM samples GROUP BY 1 ORDER BY 1") == [
+        {"iteration": 1, "n": 72}, {"iteration": 2, "n": 72}]
+    # the samples of iteration 2 came from M_1 = M_0 + adapter 1
+    refs = q("SELECT DISTINCT iteration, model_ref FROM samples ORDER BY 1")
+    assert refs[0]["model_ref"].endswith("@none") and not refs[1]["model_ref"].endswith("@none")
+    # the pool accumulates: every question with a positive at iteration 1 keeps an SFT example at 2
+    sft = {k: {r["question_id"] for r in q(f"SELECT question_id FROM sets WHERE kind='sft' AND iteration={k}")}
+           for k in (1, 2)}
+    assert sft[1] <= sft[2]
+    import json
+
+    manifest = json.loads((tmp_path / "cont" / "checkpoints" / "iteration=2" / "manifest.json").read_text())
+    assert manifest["init"] == "continue"
+    metrics = q("SELECT iteration, pass_at_1 FROM metrics ORDER BY 1")
+    assert [m["iteration"] for m in metrics] == [0, 1, 2]  # 0: prepare/seed step times only
+    assert metrics[0]["pass_at_1"] is None and metrics[2]["pass_at_1"] is not None

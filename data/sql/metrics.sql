@@ -40,7 +40,7 @@ e AS (
     FROM src_eval_metrics GROUP BY iteration
 ),
 w AS (
-    SELECT iteration, map_from_entries(list(struct_pack(k := step, v := round(seconds, 1)))) AS seconds_by_step,
+    SELECT iteration, map_from_entries(list(struct_pack(k := step, v := round(seconds, 1)) ORDER BY finished_at)) AS seconds_by_step,
            sum(seconds) AS seconds_total
     FROM src_steps GROUP BY iteration
 )

@@ -59,10 +59,17 @@ def train(model, data: Sequence[Encoded], spec: LoopSpec, weights: dict[str, flo
     gen = torch.Generator().manual_seed(spec.seed)
 
     def micro_batches():
-        while True:  # epochs of shuffled micro-batches
+        # Epochs of shuffled micro-batches, grouped by length within windows of 16 batches so
+        # that short SFT examples are not padded to the length of select prompts.
+        window = spec.batch_size * 16
+        while True:
             order = torch.randperm(len(data), generator=gen).tolist()
-            for i in range(0, len(order), spec.batch_size):
-                yield [data[j] for j in order[i:i + spec.batch_size]]
+            batches = []
+            for w in range(0, len(order), window):
+                chunk = sorted(order[w:w + window], key=lambda j: len(data[j].input_ids))
+                batches += [chunk[i:i + spec.batch_size] for i in range(0, len(chunk), spec.batch_size)]
+            for b in torch.randperm(len(batches), generator=gen).tolist():
+                yield [data[j] for j in batches[b]]
 
     batches = micro_batches()
     model.train()

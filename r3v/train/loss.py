@@ -41,8 +41,8 @@ def r3v_loss(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Tensor, we
     """Weighted sum of the per-kind token means, and metrics `loss/<kind>`, `tokens/<kind>`."""
     terms = per_kind_losses(logits, labels, kinds)
     total = sum((weights[k] * loss for k, (loss, _) in terms.items()), torch.zeros((), device=logits.device))
-    metrics = {"loss/total": float(total)}
+    metrics = {"loss/total": float(total.detach())}
     for k, (loss, n) in terms.items():
-        metrics[f"loss/{k}"] = float(loss)
+        metrics[f"loss/{k}"] = float(loss.detach())
         metrics[f"tokens/{k}"] = n
     return total, metrics
