@@ -21,7 +21,21 @@ from r3v.run import init_run
 from tasks import build_sets, evaluate, judge, prepare, report, sample, seed, train
 
 
-@flow(name="r3v", flow_run_name="r3v-{run_name}", log_prints=True)
+def _flow_run_name() -> str:
+    """`r3v-<run name>`, the run name taken from the parameters or the config they point at."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    name = p.get("run_name")
+    if not name:
+        try:
+            name = load_config(p.get("config"), p.get("overrides")).run.name
+        except (OSError, ValueError):  # a bad config fails in the flow itself, with its message
+            name = "invalid-config"
+    return f"r3v-{name}"
+
+
+@flow(name="r3v", flow_run_name=_flow_run_name, log_prints=True)
 def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_name: str = "",
              iterations: int = 0) -> str:
     """Run (or resume) an R3V run. `config`: a YAML path; `overrides`: `key=value` items;

@@ -151,6 +151,9 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     max_length: int = 512
+    group_by_length: bool = False
+    """Batch examples of similar length together: less padding (about 1.4x faster here), but
+    batches then hold mostly one kind (SFT, refine or select) instead of a mix."""
     lambda_sft: float = 1.0
     lambda_ref: float = 1.0
     lambda_sel: float = 1.0

@@ -12,17 +12,12 @@ iteration's model is scored on its own reproducible samples.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 
 from r3v import prompts
-from r3v.judge import judge_text, normalize
+from r3v.judge import judge_for_question, normalize
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
-
-
-def _integer(q: dict) -> bool:
-    return json.loads(q.get("metadata") or "{}").get("answer_type") == "integer"
 
 
 def majority(answers: Sequence[str | None]) -> str | None:
@@ -45,15 +40,13 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
     sel_reqs = [RolloutRequest(q["id"], q["image"]["bytes"],
                                tuple(prompts.select(q["question"], [c.text for c in outs], q["choices"])), (0,))
                 for q, outs in zip(questions, sampled)]
-    selected = sampler.generate(sel_reqs, SamplingParams(0.0, 1.0, 16))
+    selected = sampler.generate(sel_reqs, greedy)
 
     preds: list[dict] = []
     hits = Counter()
     for q, g, outs, s in zip(questions, greedy_out, sampled, selected):
-        kw = dict(gold=q["answer"], choices=q["choices"], tolerance=tolerance, integer=_integer(q))
-
-        def row(strategy: str, idx: int, text: str, q=q, kw=kw) -> tuple[str | None, bool]:
-            ans, v = judge_text(text, **kw)
+        def row(strategy: str, idx: int, text: str, q=q) -> tuple[str | None, bool]:
+            ans, v = judge_for_question(text, q, tolerance)
             preds.append(dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=idx,
                               text=text, answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason))
             return ans, v.correct

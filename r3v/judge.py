@@ -20,6 +20,7 @@ cover real checkpoints prompted zero-shot.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,3 +118,9 @@ def judge_text(text: str | None, gold: str, choices: Sequence[str] | None = None
     """Extract then judge: (extracted answer, verdict)."""
     pred = extract_answer(text)
     return pred, judge(pred, gold, choices, tolerance, integer)
+
+
+def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05) -> tuple[str | None, Verdict]:
+    """`judge_text` against a canonical question row; metadata `answer_type: integer` asks for exact counts."""
+    integer = json.loads(question.get("metadata") or "{}").get("answer_type") == "integer"
+    return judge_text(text, question["answer"], question["choices"], tolerance, integer)

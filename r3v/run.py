@@ -64,6 +64,14 @@ class Run:
             raise FileNotFoundError(f"{p}: the model of iteration {iteration} has not been trained")
         return p
 
+    def sampler(self, iteration: int):
+        """The configured rollout backend loaded with M_iteration (the seed model + its adapter)."""
+        from r3v.rollout import make_sampler
+
+        adapter = self.adapter(iteration)
+        return make_sampler(self.cfg.rollout.backend, self.meta["base_model"], str(adapter) if adapter else None,
+                            self.cfg.model.dtype, self.cfg.rollout.batch_size)
+
     def model_ref(self, iteration: int) -> str:
         adapter = self.adapter(iteration)
         if adapter is None:

@@ -91,13 +91,11 @@ def sample(run_dir: str, iteration: int) -> dict:
     if finished:
         return finished
     from r3v import prompts
-    from r3v.rollout import RolloutRequest, SamplingParams, make_sampler, sample_seeds
+    from r3v.rollout import RolloutRequest, SamplingParams, sample_seeds
 
     cfg, rc = run.cfg, run.cfg.rollout
     questions = run.questions("train")
-    adapter = run.adapter(iteration - 1)
-    sampler = make_sampler(rc.backend, run.meta["base_model"], str(adapter) if adapter else None,
-                           cfg.model.dtype, rc.batch_size)
+    sampler = run.sampler(iteration - 1)
     requests = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
                                sample_seeds(cfg.run.seed, iteration, q["id"], rc.n)) for q in questions]
     outs = sampler.generate(requests, SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens))
@@ -118,7 +116,7 @@ def judge(run_dir: str, iteration: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "judge")
     if finished:
         return finished
-    from r3v.judge import judge_text
+    from r3v.judge import judge_for_question
     from r3v.schema import SAMPLE_SCHEMA
 
     qs = {q["id"]: q for q in run.questions("train")}
@@ -126,8 +124,7 @@ def judge(run_dir: str, iteration: int) -> dict:
     tol = run.cfg.judge.relaxed_tolerance
     for r in rows:
         q = qs[r["question_id"]]
-        integer = json.loads(q["metadata"] or "{}").get("answer_type") == "integer"
-        ans, v = judge_text(r["rationale"], q["answer"], q["choices"], tol, integer)
+        ans, v = judge_for_question(r["rationale"], q, tol)
         r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
     run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
     n_pos = sum(r["correct"] for r in rows)
@@ -182,7 +179,7 @@ def train(run_dir: str, iteration: int) -> dict:
                            f"(query `SELECT judge_reason, count(*) FROM samples GROUP BY 1` to see why)")
     spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
                     warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
-                    seed=cfg.run.seed + iteration)
+                    group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration)
     weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel}
     logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id)
     final = run.dir / "checkpoints" / f"iteration={iteration}"
@@ -205,16 +202,14 @@ def evaluate(run_dir: str, iteration: int) -> dict:
     if finished:
         return finished
     from r3v.evaluate import evaluate as run_eval
-    from r3v.rollout import SamplingParams, make_sampler
+    from r3v.rollout import SamplingParams
     from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
 
     cfg, rc = run.cfg, run.cfg.rollout
     questions = run.questions("test")
     if cfg.eval.max_questions:
         questions = questions[:cfg.eval.max_questions]
-    adapter = run.adapter(iteration)
-    sampler = make_sampler(rc.backend, run.meta["base_model"], str(adapter) if adapter else None,
-                           cfg.model.dtype, rc.batch_size)
+    sampler = run.sampler(iteration)
     preds, metrics = run_eval(sampler, questions, iteration, cfg.run.seed, cfg.eval.n,
                               SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens), cfg.judge.relaxed_tolerance)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
