@@ -82,7 +82,7 @@ def cmd_build_model(ns: argparse.Namespace) -> int:
     from r3v.embedded.model import ensure_built
 
     cfg = load_config(*_split(ns.args))
-    print(ensure_built(cfg.model.embedded, cfg.data.embedded, cfg.model.cache_dir))
+    print(ensure_built(cfg.model.embedded, cfg.model.cache_dir))
     return 0
 
 

@@ -82,6 +82,8 @@ def _records_jsonl(path: Path) -> Iterator[dict]:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
                 rec = {"__error__": f"invalid JSON on line {i + 1}: {e}"}
+            if not isinstance(rec, dict):
+                rec = {"__error__": f"line {i + 1} is not a JSON object"}
             yield rec
 
 

@@ -81,7 +81,7 @@ class Run:
 
 def init_run(cfg: Config) -> Path:
     """Create the run folder with its frozen config, or check an existing one has the same config."""
-    run_dir = cfg.run_dir
+    run_dir = cfg.run_dir.resolve()
     path = run_dir / "config.yaml"
     if path.exists():
         old = config_from_dict(yaml.safe_load(path.read_text()))

@@ -48,7 +48,7 @@ def prepare(run_dir: str) -> dict:
     if cfg.model.source == "embedded":
         from r3v.embedded.model import ensure_built
 
-        model_path = ensure_built(cfg.model.embedded, cfg.data.embedded, cfg.model.cache_dir)
+        model_path = ensure_built(cfg.model.embedded, cfg.model.cache_dir).resolve()
     else:
         model_path = Path(cfg.model.source).expanduser().resolve()
         if not (model_path / "config.json").exists():

@@ -25,7 +25,7 @@ def embedded_model(cache_dir):
 
     torch.set_num_threads(int(os.environ.get("R3V_TEST_THREADS", "2")))
     cfg = load_config()
-    return ensure_built(cfg.model.embedded, cfg.data.embedded, cache_dir)
+    return ensure_built(cfg.model.embedded, cache_dir)
 
 
 @pytest.fixture(scope="session")

@@ -83,3 +83,25 @@ def test_hf_datasets_folder_with_image_column(tmp_path):
     table, report = load_source(SourceConfig(path=str(tmp_path / "hf"), format="hf"), "train", skip_bad_rows=True)
     assert table["id"].to_pylist() == ["p"] and report.to_dict()["skipped"] == 1
     Image.open(io.BytesIO(table["image"][0].as_py()["bytes"])).verify()
+
+
+def test_prepare_step_reads_files_and_reports_bad_rows(tmp_path, embedded_model):
+    """A run on user files: bad rows are skipped, counted and listed; every good row is stored."""
+    from r3v import steps
+    from r3v.config import load_config
+    from r3v.run import init_run
+    from r3v.store import Store
+
+    f = _jsonl(tmp_path, [GOOD, dict(GOOD, id="b", image="img/bad.png"), dict(GOOD, id="c", rationale="Answer: 3")])
+    split = {"path": str(f), "format": "jsonl"}
+    cfg = load_config(overrides=[f"run.root={tmp_path / 'runs'}", "run.name=files", "data.source=files",
+                                 "data.skip_bad_rows=true", f"model.source={embedded_model}"]
+                      + [f"data.{s}_split.{k}={v}" for s in ("seed", "train", "test") for k, v in split.items()])
+    run_dir = init_run(cfg)
+    facts = steps.prepare(str(run_dir))
+    assert facts["questions"] == {"seed": 2, "train": 2, "test": 2}
+    assert facts["skipped_bad_rows"] == {"seed": 1, "train": 1, "test": 1}
+    report = json.loads((run_dir / "questions" / "bad_rows.json").read_text())
+    assert report["train"]["bad_rows"][0]["id"] == "b" and "corrupt image" in report["train"]["bad_rows"][0]["reason"]
+    assert Store(run_dir).query("SELECT count(*) AS n FROM questions")["n"][0].as_py() == 6
+    assert steps.prepare(str(run_dir)) == facts  # finished: returns its record, does nothing

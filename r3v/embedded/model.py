@@ -32,12 +32,17 @@ CHAT_TEMPLATE = (
 END_OF_TURN = "<|im_end|>"
 
 
-def _key(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig) -> str:
-    blob = json.dumps([BUILD_VERSION, dataclasses.asdict(mcfg), dataclasses.asdict(tcfg)], sort_keys=True)
+def _key(mcfg: EmbeddedModelConfig) -> str:
+    blob = json.dumps([BUILD_VERSION, dataclasses.asdict(mcfg)], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def build_tokenizer(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig):
+def build_tokenizer(mcfg: EmbeddedModelConfig):
+    """Byte-level BPE over the embedded tasks' wording and every prompt template.
+
+    The corpus is fixed (its own generator seed): the tasks' vocabulary does not depend on a
+    run's task seed or split sizes, so one build serves every run with the same model config.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -50,7 +55,7 @@ def build_tokenizer(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig):
         vocab_size=mcfg.vocab_size, special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    text = tasks.corpus(tcfg) + prompts.vocabulary_text() * 20
+    text = tasks.corpus(EmbeddedTasksConfig(image_size=mcfg.image_size)) + prompts.vocabulary_text() * 20
     tok.train_from_iterator(text, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token=END_OF_TURN, pad_token="<pad>",
@@ -59,7 +64,7 @@ def build_tokenizer(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig):
     )
 
 
-def build(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, out: Path) -> Path:
+def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
     """Build the random-init tiny VLM and its processor into `out` (HF layout, vLLM key names)."""
     import torch
     from transformers import (
@@ -73,7 +78,7 @@ def build(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, out: Path) -> Pa
 
     from r3v.models import save_model
 
-    tokenizer = build_tokenizer(mcfg, tcfg)
+    tokenizer = build_tokenizer(mcfg)
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": mcfg.image_size}, crop_size={"height": mcfg.image_size, "width": mcfg.image_size},
     )
@@ -105,16 +110,16 @@ def build(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, out: Path) -> Pa
     model.generation_config.pad_token_id = ids["<pad>"]
     n_params = sum(p.numel() for p in model.parameters())
     save_model(model, processor, out, extra_files={"r3v_embedded.json": json.dumps(
-        {"model": dataclasses.asdict(mcfg), "tasks": dataclasses.asdict(tcfg), "parameters": n_params}, indent=2)})
+        {"model": dataclasses.asdict(mcfg), "parameters": n_params}, indent=2)})
     log.info("built embedded VLM (%.2fM parameters) at %s", n_params / 1e6, out)
     return out
 
 
-def ensure_built(mcfg: EmbeddedModelConfig, tcfg: EmbeddedTasksConfig, cache_dir: str | Path) -> Path:
+def ensure_built(mcfg: EmbeddedModelConfig, cache_dir: str | Path) -> Path:
     """Path of the cached build for this config, building it first if absent."""
     cache = Path(cache_dir).expanduser() / "embedded"
-    out = cache / f"tiny-llava-{_key(mcfg, tcfg)}"
+    out = cache / f"tiny-llava-{_key(mcfg)}"
     if (out / "r3v_embedded.json").exists():
         return out
-    build(mcfg, tcfg, out)  # written to a temporary folder and renamed into place
+    build(mcfg, out)  # written to a temporary folder and renamed into place
     return out
