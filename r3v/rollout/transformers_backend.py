@@ -49,8 +49,9 @@ class TransformersSampler:
         self.batch_size = batch_size
         self.progress = progress
         tok = processor.tokenizer
-        self.eos_id = model.generation_config.eos_token_id or tok.eos_token_id
-        self.pad_id = tok.pad_token_id
+        eos = model.generation_config.eos_token_id or tok.eos_token_id
+        self.eos_ids = list(eos) if isinstance(eos, list | tuple) else [eos]  # real models may have several
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
 
     @torch.inference_mode()
     def generate(self, requests: Sequence[RolloutRequest], params: SamplingParams) -> list[list[Completion]]:
@@ -72,7 +73,7 @@ class TransformersSampler:
                                  return_tensors="pt", padding=True)
             enc = enc.to(self.model.device)
             kwargs = dict(max_new_tokens=params.max_new_tokens, do_sample=False, top_p=None, temperature=None,
-                          top_k=None, eos_token_id=self.eos_id, pad_token_id=self.pad_id)
+                          top_k=None, eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
             if params.temperature > 0:
                 gens = [torch.Generator().manual_seed(requests[ri].seeds[si]) for ri, si in chunk]
                 kwargs["logits_processor"] = LogitsProcessorList(
@@ -83,9 +84,10 @@ class TransformersSampler:
             prompt_lens = enc["attention_mask"].sum(1).tolist()
             for b, (ri, si) in enumerate(chunk):
                 ids = new[b].tolist()
-                finished = self.eos_id in ids
+                stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+                finished = stop is not None
                 if finished:
-                    ids = ids[:ids.index(self.eos_id)]
+                    ids = ids[:stop]
                 ids = [t for t in ids if t != self.pad_id]
                 text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
                 results[ri][si] = Completion(text, finished, int(prompt_lens[b]), len(ids), dt)
