@@ -50,6 +50,21 @@ def cmd_run(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _flat_for_csv(table):
+    """Nested columns (lists, structs, maps) as JSON text: CSV has no nested types."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    for i, f in enumerate(table.schema):
+        if pat.is_nested(f.type):
+            text = [None if v is None else json.dumps(dict(v) if pat.is_map(f.type) else v, default=str)
+                    for v in table.column(i).to_pylist()]
+            table = table.set_column(i, f.name, pa.array(text, pa.string()))
+    return table
+
+
 def cmd_sql(ns: argparse.Namespace) -> int:
     import duckdb
 
@@ -63,7 +78,7 @@ def cmd_sql(ns: argparse.Namespace) -> int:
     if ns.format == "csv":
         import pyarrow.csv as pacsv
 
-        pacsv.write_csv(table, sys.stdout.buffer)
+        pacsv.write_csv(_flat_for_csv(table), sys.stdout.buffer)
     else:
         rel = duckdb.from_arrow(table)
         rel.show(max_rows=ns.max_rows, max_width=ns.max_width)

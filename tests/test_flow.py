@@ -1,5 +1,8 @@
 """Integration: the real flow on the tiny model under prefect_test_harness, then `r3v sql` on it."""
 
+import csv
+import io
+import json
 import subprocess
 import sys
 
@@ -63,6 +66,11 @@ def test_r3v_sql_cli(run_dir):
                           "SELECT iteration, count(*) AS n FROM samples GROUP BY 1", "--format", "csv"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ['"iteration","n"', "1,72"]
+    nested = subprocess.run([sys.executable, "-m", "r3v.cli", "sql", str(run_dir), "SELECT * FROM metrics",
+                             "--format", "csv"], capture_output=True, text=True, check=True)
+    rows = list(csv.DictReader(io.StringIO(nested.stdout)))  # map/list columns come out as JSON text
+    assert [r["iteration"] for r in rows] == ["0", "1"]
+    assert json.loads(rows[1]["seconds_by_step"])["sample"] > 0
     bad = subprocess.run([sys.executable, "-m", "r3v.cli", "sql", str(run_dir), "DROP VIEW samples"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "only queries" in bad.stderr

@@ -62,3 +62,17 @@ def test_sql_is_read_only(tmp_path):
         with pytest.raises(ReadOnlyError):
             store.query(stmt)
     assert store.query("SELECT count(*) AS n FROM samples")["n"][0].as_py() == 0
+
+
+def test_sql_csv_writes_nested_columns_as_json():
+    import pyarrow as pa
+
+    from r3v.cli import _flat_for_csv
+
+    t = pa.table({"n": [1, 2], "l": [[1, 2], None], "s": [{"a": 1}, {"a": None}],
+                  "m": pa.array([[("x", 1.5)], []], pa.map_(pa.string(), pa.float64()))})
+    flat = _flat_for_csv(t)
+    assert flat.column("n").to_pylist() == [1, 2]
+    assert flat.column("l").to_pylist() == ["[1, 2]", None]
+    assert flat.column("s").to_pylist() == ['{"a": 1}', '{"a": null}']
+    assert flat.column("m").to_pylist() == ['{"x": 1.5}', "{}"]
