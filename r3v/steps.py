@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -128,9 +129,7 @@ def judge(run_dir: str, iteration: int) -> dict:
         r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
     run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
     n_pos = sum(r["correct"] for r in rows)
-    reasons: dict[str, int] = {}
-    for r in rows:
-        reasons[r["judge_reason"]] = reasons.get(r["judge_reason"], 0) + 1
+    reasons = dict(Counter(r["judge_reason"] for r in rows))
     return record(run, iteration, "judge", t0, {"samples": len(rows), "positives": n_pos,
                                                  "negatives": len(rows) - n_pos, "reasons": reasons})
 

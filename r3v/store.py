@@ -61,6 +61,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
 
 
+def _visible_parquet(base: Path) -> list[Path]:
+    """Parquet files under `base`, skipping hidden (temporary or replaced) folders."""
+    if not base.is_dir():
+        return []
+    return [f for f in sorted(base.rglob("*.parquet"))
+            if not any(x.startswith(".") for x in f.relative_to(base).parts)]
+
+
 class ReadOnlyError(ValueError):
     """`r3v sql` was given a statement that is not a query."""
 
@@ -96,19 +104,13 @@ class Store:
         return final
 
     def read(self, table: str, **keys: object) -> pa.Table:
-        part = self.partition(table, **keys)
-        files = sorted(part.rglob("*.parquet"))
-        files = [f for f in files if not any(x.startswith(".") for x in f.relative_to(part).parts)]
+        files = _visible_parquet(self.partition(table, **keys))
         if not files:
             return TABLES[table].empty_table()
         return pa.concat_tables([pq.read_table(f, schema=TABLES[table]) for f in files])
 
     def files(self, table: str) -> list[Path]:
-        base = self.root / table
-        if not base.is_dir():
-            return []
-        return [f for f in sorted(base.rglob("*.parquet"))
-                if not any(x.startswith(".") for x in f.relative_to(base).parts)]
+        return _visible_parquet(self.root / table)
 
     # -- SQL ---------------------------------------------------------------------------
     def connect(self, upto: int | None = None, seed: int | None = None) -> duckdb.DuckDBPyConnection:
