@@ -4,6 +4,8 @@
     r3v sql RUN "SELECT …"               query a run's views read-only (RUN: folder or name under runs/)
     r3v report RUN                       rewrite and print a run's results table
     r3v build-model [CONFIG] [k=v ...]   build (or find) the cached embedded model; print its path
+    r3v experiment [CONFIG] [k=v ...]    seed model vs STaR vs R3V and its ablations, side by side
+    r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
     r3v serve                            serve deployment r3v/iterate against PREFECT_API_URL
 """
 
@@ -38,8 +40,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     from r3v.config import load_config
 
     cfg = load_config(config, overrides)  # fail fast on a bad config, before Prefect starts
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "r3v")
+    _prefect_env()
     from flows.iterate import r3v_flow
 
     print(f"r3v: run {cfg.run_dir} (config hash {cfg.hash()})", flush=True)
@@ -85,6 +86,42 @@ def cmd_sql(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _prefect_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "r3v")
+
+
+def cmd_experiment(ns: argparse.Namespace) -> int:
+    config, overrides = _split(ns.args)
+    from r3v.config import load_config
+    from r3v.experiment import ARMS, experiment_dir
+
+    cfg = load_config(config, overrides)  # fail fast, before Prefect starts
+    bad = [a for a in ns.arms or [] if a not in ARMS]
+    if bad:
+        raise SystemExit(f"r3v experiment: unknown arms {bad} (known: {', '.join(ARMS)})")
+    _prefect_env()
+    from flows.experiment import experiment_flow
+
+    exp_dir = experiment_dir(cfg, ns.name)
+    print(f"r3v: experiment {exp_dir}", flush=True)
+    experiment_flow(config=config, overrides=overrides, name=ns.name, iterations=ns.iterations, arms=ns.arms,
+                    ns=ns.ns)
+    print(f"r3v: results in {exp_dir}/results.md; each arm is a run: r3v sql {exp_dir}/arms/r3v \"SELECT * FROM metrics\"")
+    return 0
+
+
+def cmd_scale(ns: argparse.Namespace) -> int:
+    from r3v import steps
+    from r3v.run import Run
+
+    run_dir = _run_dir(ns.run)
+    run = Run.open(run_dir)
+    iteration = run.cfg.run.iterations if ns.iteration is None else ns.iteration
+    print(steps.scale(str(run_dir), iteration, tuple(ns.ns)))
+    return 0
+
+
 def cmd_report(ns: argparse.Namespace) -> int:
     from r3v.report import write_report
 
@@ -102,7 +139,7 @@ def cmd_build_model(ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _prefect_env()
     from flows.serve import serve
 
     serve()
@@ -129,6 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("build-model", help="build the embedded model (cached)")
     s.add_argument("args", nargs="*")
     s.set_defaults(fn=cmd_build_model)
+    s = sub.add_parser("experiment", help="seed vs STaR vs R3V and ablations, side by side")
+    s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
+    s.add_argument("--name", default="experiment", help="folder under run.root (default: experiment)")
+    s.add_argument("--iterations", type=int, default=3)
+    s.add_argument("--arms", nargs="+", help="default: all (seed, star, r3v, r3v-no-refine, r3v-no-select)")
+    s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8], help="N values for test-time scaling")
+    s.set_defaults(fn=cmd_experiment)
+    s = sub.add_parser("scale", help="test-time compute scaling of a run's model")
+    s.add_argument("run")
+    s.add_argument("--iteration", type=int, help="default: the run's last iteration")
+    s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8])
+    s.set_defaults(fn=cmd_scale)
     s = sub.add_parser("serve", help="serve deployment r3v/iterate")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)

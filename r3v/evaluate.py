@@ -6,6 +6,8 @@
 - oracle@N : any of the N samples is right (an upper bound for any selector).
 - select@N : R3V's test-time selection: the model reads the N sampled rationales in the select
              prompt and answers greedily.
+Several N at once (test-time compute scaling) share one set of samples: those of N are the
+first N of the largest N.
 Eval sample seeds derive from (run seed, "eval", iteration, question id, index), so every
 iteration's model is scored on its own reproducible samples.
 """
@@ -29,22 +31,28 @@ def majority(answers: Sequence[str | None]) -> str | None:
     return next(a for a in votes if counts[normalize(a)] == best)
 
 
-def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, n: int,
+def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, ns: int | Sequence[int],
              params: SamplingParams, tolerance: float) -> tuple[list[dict], list[dict]]:
-    """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA)."""
+    """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA) for each N in `ns`.
+
+    One greedy answer, max(ns) samples per question (sample i has the same seed whatever N, so
+    the samples of N are the first N of max(ns)), and one select prompt per N over those N.
+    """
+    ns = sorted({ns} if isinstance(ns, int) else set(ns))
+    if not ns or ns[0] < 1:
+        raise ValueError(f"sample counts must be >= 1, got {ns}")
     greedy = SamplingParams(0.0, 1.0, params.max_new_tokens)
     cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
-                          sample_seeds(run_seed, iteration, q["id"], n, tag="eval")) for q in questions]
+                          sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval")) for q in questions]
     greedy_out = sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)
     sampled = sampler.generate(cot, params)
-    sel_reqs = [RolloutRequest(q["id"], q["image"]["bytes"],
-                               tuple(prompts.select(q["question"], [c.text for c in outs], q["choices"])), (0,))
-                for q, outs in zip(questions, sampled)]
-    selected = sampler.generate(sel_reqs, greedy)
+    selected = {n: sampler.generate([RolloutRequest(q["id"], q["image"]["bytes"], tuple(
+        prompts.select(q["question"], [c.text for c in outs[:n]], q["choices"])), (0,))
+        for q, outs in zip(questions, sampled)], greedy) for n in ns}
 
     preds: list[dict] = []
     hits = Counter()
-    for q, g, outs, s in zip(questions, greedy_out, sampled, selected):
+    for j, (q, g, outs) in enumerate(zip(questions, greedy_out, sampled)):
         def row(strategy: str, idx: int, text: str, q=q) -> tuple[str | None, bool]:
             ans, v = judge_for_question(text, q, tolerance)
             preds.append(dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=idx,
@@ -53,11 +61,14 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
 
         hits["pass@1"] += row("greedy", 0, g[0].text)[1]
         judged = [row("sample", i, c.text) for i, c in enumerate(outs)]
-        hits[f"oracle@{n}"] += any(ok for _, ok in judged)
-        maj = majority([a for a, _ in judged])
-        hits[f"maj@{n}"] += maj is not None and any(ok and normalize(a) == normalize(maj) for a, ok in judged)
-        hits[f"select@{n}"] += row("select", 0, s[0].text)[1]
+        for n in ns:
+            first = judged[:n]
+            hits[f"oracle@{n}"] += any(ok for _, ok in first)
+            maj = majority([a for a, _ in first])
+            hits[f"maj@{n}"] += maj is not None and any(ok and normalize(a) == normalize(maj) for a, ok in first)
+            hits[f"select@{n}"] += row(f"select@{n}", 0, selected[n][j][0].text)[1]
     total = len(questions)
+    names = ["pass@1"] + [f"{m}@{n}" for n in ns for m in ("maj", "oracle", "select")]
     metrics = [dict(iteration=iteration, metric=m, value=hits[m] / total if total else 0.0, n_questions=total)
-               for m in ("pass@1", f"maj@{n}", f"oracle@{n}", f"select@{n}")]
+               for m in names]
     return preds, metrics

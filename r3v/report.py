@@ -22,10 +22,11 @@ COLUMNS = [  # (column, header, format)
 ]
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join("–" if r.get(c) is None else f.format(r[c]) for c, _, f in COLUMNS) + " |"
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]] = COLUMNS) -> str:
+    """A Markdown table of `rows` with `columns` as (key, header, format); None shows as –."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join("–" if r.get(c) is None else f.format(r[c]) for c, _, f in columns) + " |"
             for r in rows]
     return "\n".join([head, sep, *body])
 

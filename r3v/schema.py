@@ -68,7 +68,7 @@ TRAIN_LOG_SCHEMA = pa.schema([
 EVAL_SCHEMA = pa.schema([
     ("iteration", pa.int32()),
     ("question_id", pa.string()),
-    ("strategy", pa.string()),  # greedy | sample | select
+    ("strategy", pa.string()),  # greedy | sample | select@N
     ("sample_index", pa.int32()),
     ("text", pa.string()),
     ("answer", pa.string()),
@@ -102,5 +102,7 @@ TABLES: dict[str, pa.Schema] = {
     "train_log": TRAIN_LOG_SCHEMA,
     "eval": EVAL_SCHEMA,
     "eval_metrics": EVAL_METRIC_SCHEMA,
+    "scaling_eval": EVAL_SCHEMA,  # test-time compute scaling: scaling_eval/iteration=<k>/
+    "scaling": EVAL_METRIC_SCHEMA,  # scaling/iteration=<k>/: pass@1, maj@N, oracle@N, select@N for several N
     "steps": STEP_SCHEMA,
 }

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from r3v.run import Run, begin, file_hash, record
+from r3v.run import Run, begin, done, file_hash, record
 
 log = logging.getLogger(__name__)
 
@@ -169,17 +169,18 @@ def train(run_dir: str, iteration: int) -> dict:
     else:
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
                          seed=cfg.run.seed + iteration)
+    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel}
     qs = {q["id"]: q for q in run.questions("train")}
-    rows = run.store.read("sets", iteration=iteration).to_pylist()
+    # A kind weighted 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
+    rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist() if weights[r["kind"]] > 0]
     data = encode_all(processor, examples_from_sets(rows, qs), tc.max_length)
     if not data:
-        raise RuntimeError(f"iteration {iteration}: the pool up to this iteration has no positive sample, so there "
-                           f"is nothing to train on; M_{iteration - 1} never answered a train question correctly "
-                           f"(query `SELECT judge_reason, count(*) FROM samples GROUP BY 1` to see why)")
+        raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
+                           f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
+                           f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
     spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
                     warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
                     group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration)
-    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel}
     logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id)
     final = run.dir / "checkpoints" / f"iteration={iteration}"
     with atomic_dir(final) as tmp:
@@ -205,15 +206,38 @@ def evaluate(run_dir: str, iteration: int) -> dict:
     from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
 
     cfg, rc = run.cfg, run.cfg.rollout
-    questions = run.questions("test")
-    if cfg.eval.max_questions:
-        questions = questions[:cfg.eval.max_questions]
+    questions = _test_questions(run)
     sampler = run.sampler(iteration)
     preds, metrics = run_eval(sampler, questions, iteration, cfg.run.seed, cfg.eval.n,
                               SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens), cfg.judge.relaxed_tolerance)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "evaluate", t0, {m["metric"]: round(m["value"], 4) for m in metrics})
+
+
+def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> dict:
+    """Test-time compute scaling of M_k: pass@1, maj@N, oracle@N, select@N for each N in `ns`
+    -> scaling/, scaling_eval/ (redone when asked for other N than the recorded ones)."""
+    ns = tuple(sorted(set(ns)))
+    run, finished, t0 = begin(run_dir, iteration, "scale")
+    if finished and tuple(finished.get("ns", ())) == ns:
+        return finished
+    from r3v.evaluate import evaluate as run_eval
+    from r3v.rollout import SamplingParams
+    from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
+
+    cfg, rc = run.cfg, run.cfg.rollout
+    questions = _test_questions(run)
+    preds, metrics = run_eval(run.sampler(iteration), questions, iteration, cfg.run.seed, ns,
+                              SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens), cfg.judge.relaxed_tolerance)
+    run.store.write("scaling_eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
+    run.store.write("scaling", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
+    return record(run, iteration, "scale", t0, {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}})
+
+
+def _test_questions(run: Run) -> list[dict]:
+    questions = run.questions("test")
+    return questions[:run.cfg.eval.max_questions] if run.cfg.eval.max_questions else questions
 
 
 def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:

@@ -5,6 +5,8 @@ the steps' own: each records its completion in the store, so a retried flow run 
 steps without relying on Prefect's result cache.
 """
 
-from tasks.steps import build_sets, evaluate, judge, prepare, report, sample, seed, train
+from tasks.experiment import adopt, experiment_report
+from tasks.steps import build_sets, evaluate, judge, prepare, report, sample, scale, seed, train
 
-__all__ = ["prepare", "seed", "sample", "judge", "build_sets", "train", "evaluate", "report"]
+__all__ = ["prepare", "seed", "sample", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
+           "experiment_report"]

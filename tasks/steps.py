@@ -54,3 +54,8 @@ def report(run_dir: str) -> str:
     md = r3v_report.write_report(run_dir)
     get_run_logger().info("report written to %s/results.md", run_dir)
     return md
+
+
+@task(name="scale", task_run_name="scale-it{iteration}", cache_policy=NO_CACHE)
+def scale(run_dir: str, iteration: int, ns: list[int]) -> dict:
+    return _log("scale", steps.scale(run_dir, iteration, tuple(ns)))

@@ -1,0 +1,182 @@
+"""Side-by-side experiments: the seed model, STaR, R3V and its ablations on one seed model.
+
+An experiment folder holds one ordinary run folder per arm (`arms/<arm>/`, each queryable with
+`r3v sql`), plus the comparison tables and plots:
+
+    <run.root>/<experiment>/
+      experiment.json                     arms, iterations, N values, base config
+      arms/<arm>/                         a run folder
+      results.md  results.parquet  accuracy.png      accuracy by iteration per arm
+      scaling.parquet  scaling.png                   final model of each arm, N in ns
+
+Every arm uses the same seed model M_0, questions, sampling settings and training settings; the
+arms differ only in the loss weights. The seed arm trains M_0 once; the others adopt its
+questions, its M_0 (by path) and its iteration-0 evaluation, and the first trained arm's
+iteration-1 rollouts (sampled by the same M_0 with the same seeds, so identical for every arm),
+instead of recomputing them. A kind of set weighted 0 is left out of training, so STaR trains
+on the SFT set alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from r3v.config import Config
+from r3v.report import markdown_table
+from r3v.run import Run, done
+from r3v.store import Store, atomic_dir
+
+log = logging.getLogger(__name__)
+
+SEED_ARM = "seed"
+ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experiment's config
+    SEED_ARM: [],
+    "star": ["train.lambda_ref=0", "train.lambda_sel=0"],
+    "r3v": [],
+    "r3v-no-refine": ["train.lambda_ref=0"],
+    "r3v-no-select": ["train.lambda_sel=0"],
+}
+DEFAULT_NS = (1, 3, 5, 8)
+
+# What an arm adopts: (table, partition keys); seed-arm parts first, then iteration-1 rollouts.
+SEED_PARTS = [("questions", {}), ("train_log", {"iteration": 0}), ("eval", {"iteration": 0}),
+              ("eval_metrics", {"iteration": 0})] + [
+    ("steps", {"iteration": 0, "step": s}) for s in ("prepare", "seed", "evaluate")]
+ROLLOUT_PARTS = [("rollouts", {"iteration": 1}), ("samples", {"iteration": 1}),
+                 ("steps", {"iteration": 1, "step": "sample"}), ("steps", {"iteration": 1, "step": "judge"})]
+
+
+def experiment_dir(cfg: Config, name: str) -> Path:
+    """`<run.root>/<name>`: the experiment folder beside the config's runs."""
+    return cfg.run_dir.parent / name
+
+
+def arm_overrides(exp_dir: Path, arm: str, iterations: int) -> list[str]:
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r} (known: {', '.join(ARMS)})")
+    return [*ARMS[arm], f"run.root={exp_dir / 'arms'}", f"run.name={arm}",
+            f"run.iterations={0 if arm == SEED_ARM else iterations}"]
+
+
+def _copy_partition(src: Store, dst: Store, table: str, keys: dict) -> None:
+    source = src.partition(table, **keys)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: nothing to adopt (has the donor run finished that step?)")
+    with atomic_dir(dst.partition(table, **keys)) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+
+
+def adopt(arm_dir: str | Path, seed_dir: str | Path, donor_dir: str | Path | None = None) -> dict:
+    """Give the arm at `arm_dir` the seed arm's M_0 and iteration 0, and (when `donor_dir` has
+    them) the donor's iteration-1 rollouts. Parts the arm already has are left alone."""
+    arm, seed = Run.open(arm_dir), Run.open(seed_dir)
+    if done(arm, 0, "seed") is None:
+        for table, keys in SEED_PARTS:
+            _copy_partition(seed.store, arm.store, table, keys)
+        arm.update_meta(source_model=seed.meta["source_model"], base_model=seed.meta["base_model"],
+                        adopted_seed_from=str(Path(seed_dir).resolve()))
+    adopted_rollouts = False
+    if donor_dir is not None and done(arm, 1, "sample") is None:
+        donor = Run.open(donor_dir)
+        same = (donor.meta.get("base_model") == arm.meta["base_model"] and donor.cfg.rollout == arm.cfg.rollout
+                and donor.cfg.run.seed == arm.cfg.run.seed and donor.cfg.data == arm.cfg.data)
+        if same and done(donor, 1, "judge") is not None:
+            for table, keys in ROLLOUT_PARTS:
+                _copy_partition(donor.store, arm.store, table, keys)
+            arm.update_meta(adopted_rollouts_from=str(Path(donor_dir).resolve()))
+            adopted_rollouts = True
+    return {"arm": arm.cfg.run.name, "adopted_rollouts": adopted_rollouts}
+
+
+# -- the comparison ---------------------------------------------------------------------
+
+COLUMNS = [  # (column, header, format)
+    ("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("pass_at_1", "pass@1", "{:.3f}"),
+    ("maj_at_n", "maj@N", "{:.3f}"), ("oracle_at_n", "oracle@N", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}"),
+    ("share_with_positive", "≥1 pos", "{:.2f}"), ("share_mixed", "mixed", "{:.2f}"),
+    ("unparsed_rate", "unparsed", "{:.3f}"), ("mean_rationale_tokens", "tokens", "{:.1f}"),
+    ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
+    ("train_steps", "steps", "{}"), ("seconds_total", "seconds", "{:.0f}"),
+]
+SCALING_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("n", "N", "{}"),
+                   ("pass_at_1", "pass@1", "{:.3f}"), ("maj_at_n", "maj@N", "{:.3f}"),
+                   ("oracle_at_n", "oracle@N", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}")]
+
+
+def _arm_tables(arm_dir: Path, arm: str) -> tuple[pa.Table, pa.Table]:
+    """(metrics view + train steps, scaling view) of one arm, each with an `arm` column first."""
+    store = Store(arm_dir)
+    metrics = store.query("SELECT m.*, (SELECT count(*) FROM src_train_log l WHERE l.iteration = m.iteration "
+                          "AND m.iteration > 0) AS train_steps FROM metrics m")
+    scaling = store.query("SELECT * FROM scaling")
+    return tuple(t.add_column(0, "arm", pa.array([arm] * t.num_rows, pa.string())) for t in (metrics, scaling))
+
+
+def _plot(series: dict[str, list[tuple[float, float]]], xlabel: str, title: str, out: Path,
+          xticks: list[int] | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, pts in series.items():
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    if xticks:
+        ax.set_xticks(xticks)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def write_report(exp_dir: str | Path, arms: list[str]) -> str:
+    """results.md/.parquet, accuracy.png, scaling.parquet and scaling.png in the experiment folder."""
+    exp_dir = Path(exp_dir)
+    metrics, scales = zip(*(_arm_tables(exp_dir / "arms" / arm, arm) for arm in arms))
+    results, scaling_table = pa.concat_tables(metrics), pa.concat_tables(scales)
+    # Iteration 0 is the shared seed model: one row, the seed arm's.
+    results = results.filter(pc.or_(pc.equal(results["arm"], SEED_ARM), pc.not_equal(results["iteration"], 0)))
+    pq.write_table(results, exp_dir / "results.parquet")
+    pq.write_table(scaling_table, exp_dir / "scaling.parquet")
+    rows, scaling = results.to_pylist(), scaling_table.to_pylist()
+    its = sorted({r["iteration"] for r in rows})
+    seed_p1 = next((r["pass_at_1"] for r in rows if r["iteration"] == 0 and r["pass_at_1"] is not None), None)
+    start = [(0, seed_p1)] if seed_p1 is not None else []  # every arm starts from the seed model
+    by_arm = {arm: start + [(r["iteration"], r["pass_at_1"]) for r in rows
+                            if r["arm"] == arm and r["iteration"] > 0 and r["pass_at_1"] is not None]
+              for arm in arms}
+    by_arm[SEED_ARM] = [(i, seed_p1) for i in its] if seed_p1 is not None else []  # a flat reference line
+    _plot(by_arm, "iteration (0 = seed model)", "pass@1 by iteration", exp_dir / "accuracy.png", its)
+    lines = [f"# r3v experiment `{exp_dir.name}`", "",
+             "Accuracy by iteration per arm (N = samples per question; iteration 0 is the shared seed model):", "",
+             markdown_table(rows, COLUMNS), "", "![accuracy](accuracy.png)", ""]
+    if scaling:
+        _plot({f"{r_arm} {m}": [(s["n"], s[col]) for s in scaling if s["arm"] == r_arm]
+               for r_arm in arms for m, col in (("select", "select_at_n"), ("maj", "maj_at_n"))},
+              "N (samples per question)", "test-time compute scaling (final model of each arm)",
+              exp_dir / "scaling.png", sorted({s["n"] for s in scaling}))
+        lines += ["Test-time compute scaling, final model of each arm:", "", markdown_table(scaling, SCALING_COLUMNS), "",
+                  "![scaling](scaling.png)", ""]
+    final = {arm: max((r for r in rows if r["arm"] == arm and r["pass_at_1"] is not None),
+                      key=lambda r: r["iteration"], default=None) for arm in arms}
+    if seed_p1:
+        lines += ["Final pass@1 relative to the seed model:", ""]
+        lines += [f"- {arm}: {f['pass_at_1']:.3f} ({f['pass_at_1'] / seed_p1:.2f}× the seed model's {seed_p1:.3f})"
+                  for arm, f in final.items() if f is not None]
+        lines.append("")
+    md = "\n".join(lines)
+    (exp_dir / "results.md").write_text(md)
+    return md
