@@ -6,7 +6,7 @@
     r3v build-model [CONFIG] [k=v ...]   build (or find) the cached embedded model; print its path
     r3v experiment [CONFIG] [k=v ...]    seed model vs STaR vs R3V and its ablations, side by side
     r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
-    r3v serve                            serve deployment r3v/iterate against PREFECT_API_URL
+    r3v serve                            serve deployments r3v/iterate and r3v-experiment/experiment
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--iteration", type=int, help="default: the run's last iteration")
     s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8])
     s.set_defaults(fn=cmd_scale)
-    s = sub.add_parser("serve", help="serve deployment r3v/iterate")
+    s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,

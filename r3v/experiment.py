@@ -102,6 +102,7 @@ COLUMNS = [  # (column, header, format)
     ("share_with_positive", "≥1 pos", "{:.2f}"), ("share_mixed", "mixed", "{:.2f}"),
     ("unparsed_rate", "unparsed", "{:.3f}"), ("mean_rationale_tokens", "tokens", "{:.1f}"),
     ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
+    ("loss_sft_end", "L_SFT", "{:.3f}"), ("loss_refine_end", "L_REF", "{:.3f}"), ("loss_select_end", "L_SEL", "{:.3f}"),
     ("train_steps", "steps", "{}"), ("seconds_total", "seconds", "{:.0f}"),
 ]
 SCALING_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("n", "N", "{}"),

@@ -1,4 +1,5 @@
-"""The end-of-run report: a per-iteration table (Markdown + Parquet) and an accuracy plot (PNG).
+"""The end-of-run report: a per-iteration table (Markdown + Parquet), an accuracy plot and the
+loss curves (PNG).
 
 The table is the `metrics` view (data/sql/metrics.sql): accuracy by metric, pool facts, set
 sizes and step wall times per iteration; iteration 0 is the seed model.
@@ -65,15 +66,46 @@ def plot(rows: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_losses(rows: list[dict], out: Path) -> None:
+    """Each loss by optimizer step, one panel per training (iteration 0 = the seed warm-up)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    its = sorted({r["iteration"] for r in rows})
+    fig, axes = plt.subplots(1, len(its), figsize=(3.2 * len(its), 3), squeeze=False, sharey=True)
+    for ax, it in zip(axes[0], its):
+        mine = [r for r in rows if r["iteration"] == it]
+        for col, label in (("loss_sft", "L_SFT"), ("loss_refine", "L_REF"), ("loss_select", "L_SEL")):
+            pts = [(r["step"], r[col]) for r in mine if r[col] is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, lw=1)
+        ax.set_title("warm-up" if it == 0 else f"iteration {it}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss (token mean)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def write_report(run_dir: str | Path) -> str:
-    """Write results.md, results.parquet and accuracy.png into the run folder; return the Markdown."""
+    """Write results.md, results.parquet, accuracy.png and losses.png into the run folder; return
+    the Markdown."""
     run_dir = Path(run_dir)
-    table = Store(run_dir).query("SELECT * FROM metrics")
+    store = Store(run_dir)
+    table = store.query("SELECT * FROM metrics")
     rows = table.to_pylist()
     pq.write_table(table, run_dir / "results.parquet")
     plot(rows, run_dir / "accuracy.png")
     md = (f"# r3v run `{run_dir.name}`\n\n{markdown_table(rows)}\n\n"
           f"Iteration 0 is the seed model. N = samples per question.\n\n"
           f"Step wall times:\n{step_times(rows)}\n\n![accuracy](accuracy.png)\n")
+    losses = store.query("SELECT * FROM loss_curves").to_pylist()
+    if losses:
+        plot_losses(losses, run_dir / "losses.png")
+        md += "\n![losses](losses.png)\n"
     (run_dir / "results.md").write_text(md)
     return md

@@ -1,4 +1,5 @@
-"""Prefect tasks: one thin task per step of the loop, each calling one r3v.steps function.
+"""Prefect tasks: one thin task per step of the loop, each calling one r3v.steps function (and
+the experiment runner's adopt and report, calling r3v.experiment).
 
 Tasks pass the run folder (a string) and the iteration, never models or big objects. Resuming is
 the steps' own: each records its completion in the store, so a retried flow run skips finished

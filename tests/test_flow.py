@@ -59,6 +59,12 @@ def test_flow_writes_every_table(run_dir):
     adapter = run_dir / "checkpoints" / "iteration=1"
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "manifest.json").exists()
     assert (run_dir / "results.md").exists() and (run_dir / "accuracy.png").stat().st_size > 1000
+    assert (run_dir / "losses.png").stat().st_size > 1000
+    curves = q("SELECT iteration, count(*) AS n, count(loss_refine) AS r FROM loss_curves GROUP BY 1 ORDER BY 1")
+    assert [c["iteration"] for c in curves] == [0, 1] and curves[0]["n"] == 100 and curves[0]["r"] == 0
+    ends = q("SELECT loss_sft_end, loss_refine_end, loss_select_end FROM metrics ORDER BY iteration")
+    assert ends[0]["loss_sft_end"] > 0 and ends[0]["loss_refine_end"] is None
+    assert all(v is not None and v > 0 for v in ends[1].values())
 
 
 def test_r3v_sql_cli(run_dir):

@@ -1,4 +1,5 @@
--- One row per iteration: pool facts, set sizes, evaluation metrics and step wall times.
+-- One row per iteration: pool facts, set sizes, evaluation metrics, end-of-training losses and
+-- step wall times.
 -- Iteration 0 is the seed model (evaluated before any self-training).
 CREATE OR REPLACE VIEW metrics AS
 WITH its AS (
@@ -39,6 +40,15 @@ e AS (
            max(n_questions)                                    AS eval_questions
     FROM src_eval_metrics GROUP BY iteration
 ),
+l AS (  -- each loss at the end of the iteration's training: mean over its last tenth of steps
+    SELECT iteration, avg(loss_sft) FILTER (WHERE tail) AS loss_sft_end,
+           avg(loss_refine) FILTER (WHERE tail) AS loss_refine_end,
+           avg(loss_select) FILTER (WHERE tail) AS loss_select_end
+    FROM (SELECT *, row_number() OVER (PARTITION BY iteration ORDER BY step DESC)
+                    <= greatest(1, count(*) OVER (PARTITION BY iteration) // 10) AS tail
+          FROM src_train_log)
+    GROUP BY iteration
+),
 w AS (
     SELECT iteration, map_from_entries(list(struct_pack(k := step, v := round(seconds, 1)) ORDER BY finished_at)) AS seconds_by_step,
            sum(seconds) AS seconds_total
@@ -47,9 +57,10 @@ w AS (
 SELECT its.iteration, e.pass_at_1, e.maj_at_n, e.oracle_at_n, e.select_at_n, e.eval_questions,
        s.samples, s.positives, s.negatives, q.share_with_positive, q.share_mixed, s.unparsed_rate,
        s.mean_rationale_tokens, t.sft_examples, t.refine_pairs, t.select_sets,
+       l.loss_sft_end, l.loss_refine_end, l.loss_select_end,
        w.seconds_total, w.seconds_by_step
 FROM its
 LEFT JOIN e USING (iteration) LEFT JOIN s USING (iteration) LEFT JOIN q USING (iteration)
-LEFT JOIN t USING (iteration) LEFT JOIN w USING (iteration)
+LEFT JOIN t USING (iteration) LEFT JOIN l USING (iteration) LEFT JOIN w USING (iteration)
 WHERE its.iteration <= coalesce(getvariable('r3v_upto'), 2147483647)
 ORDER BY its.iteration;
