@@ -6,6 +6,7 @@
     r3v build-model [CONFIG] [k=v ...]   build (or find) the cached embedded model; print its path
     r3v experiment [CONFIG] [k=v ...]    seed model vs STaR vs R3V and its ablations, side by side
     r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
+    r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
     r3v serve                            serve deployments r3v/iterate and r3v-experiment/experiment
 """
 
@@ -122,6 +123,24 @@ def cmd_scale(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_reliance(ns: argparse.Namespace) -> int:
+    from r3v.diagnostics import image_reliance
+    from r3v.models import load_model, load_processor, set_threads
+    from r3v.run import Run
+
+    run = Run.open(_run_dir(ns.run))
+    set_threads(run.cfg.run.torch_threads)
+    questions = run.questions("seed")[:ns.n]
+    if not questions:
+        raise SystemExit("r3v image-reliance: the run has no seed split (gold rationales are needed)")
+    base = run.meta["base_model"]
+    model = load_model(base, run.cfg.model.dtype, run.adapter(ns.iteration))
+    r = image_reliance(model, load_processor(base), questions)
+    print(f"iteration {ns.iteration}: rationale loss {r['loss_true']:.4f} with its own image, "
+          f"{r['loss_shuffled']:.4f} with another's: gap {r['gap']:.4f} over {r['examples']} seed questions")
+    return 0
+
+
 def cmd_report(ns: argparse.Namespace) -> int:
     from r3v.report import write_report
 
@@ -178,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--iteration", type=int, help="default: the run's last iteration")
     s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8])
     s.set_defaults(fn=cmd_scale)
+    s = sub.add_parser("image-reliance", help="does the model use the image? (rationale loss with wrong images)")
+    s.add_argument("run")
+    s.add_argument("--iteration", type=int, default=0, help="0: the seed model (default)")
+    s.add_argument("--n", type=int, default=128, help="seed questions to use")
+    s.set_defaults(fn=cmd_image_reliance)
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)

@@ -57,3 +57,20 @@ def test_tasks_are_seeded_and_consistent():
             assert (x - y if op == "-" else x + y) == z
     assert qtypes == set(tasks.QTYPES)
     assert all(r["rationale"] is None for r in tasks.generate("train", 5, cfg))  # answer-only split
+
+
+def test_image_reaches_the_language_model(embedded_model, processor):
+    """On the freshly built model, pairing rationales with the wrong images changes their loss:
+    the image path is wired (a trained model with gap ~0 has learned to ignore it)."""
+    import pytest
+
+    from r3v.config import load_config
+    from r3v.diagnostics import image_reliance
+    from r3v.embedded import tasks
+    from r3v.models import load_model
+
+    questions = tasks.generate("seed", 6, load_config().data.embedded)
+    r = image_reliance(load_model(embedded_model), processor, questions, batch_size=4)
+    assert r["examples"] == 6 and abs(r["gap"]) > 1e-4
+    with pytest.raises(ValueError, match="at least two"):
+        image_reliance(load_model(embedded_model), processor, questions[:1])
