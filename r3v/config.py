@@ -54,6 +54,11 @@ class EmbeddedModelConfig:
     vocab_size: int = 640
     max_positions: int = 768
     init_seed: int = 0
+    vision_pretrain_steps: int = 150
+    """Build-time pretraining of the vision tower on dense patch labels of generated scenes (the
+    stand-in for a pretrained CLIP; r3v/embedded/vision.py). 0: leave it random."""
+    vision_pretrain_batch: int = 64
+    vision_pretrain_lr: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,9 @@ class SeedStageConfig:
     weight_decay: float = 0.0
     direct_answers: bool = True
     """Also train `question -> Answer: X` (the paper's warm-up mixes both)."""
+    train_vision: bool = False
+    """Also train the vision tower (LLaVA keeps it frozen; training it from a random language
+    model's gradients wiped the embedded model's pretrained features)."""
 
 
 @dataclass(frozen=True)

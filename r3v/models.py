@@ -72,6 +72,21 @@ def save_model(model, processor, path: str | Path, extra_files: dict[str, str] |
     return path
 
 
+VISION_PARTS = ("vision_tower", "visual", "vision_model")  # LLaVA, Qwen2-VL, others
+
+
+def freeze_vision_tower(model) -> int:
+    """Stop gradients into the vision encoder (not the projector); returns the frozen parameter count."""
+    frozen = 0
+    for name, p in model.named_parameters():
+        if any(part in name.split(".") for part in VISION_PARTS):
+            p.requires_grad_(False)
+            frozen += p.numel()
+    if not frozen:
+        raise ValueError(f"no vision encoder parameters found (looked for modules named {VISION_PARTS})")
+    return frozen
+
+
 def language_model_linear_names(model) -> list[str]:
     """Names of the Linear layers inside the language model (not the vision tower, projector or head)."""
     names = []

@@ -69,12 +69,14 @@ def seed(run_dir: str) -> dict:
     seed_questions = run.questions("seed") if run.store.exists("questions", split="seed") else []
     if not cfg.seed.enabled or not seed_questions:
         return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
-    from r3v.models import load_model, load_processor, save_model
+    from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
     from r3v.train.data import encode_all, seed_examples
     from r3v.train.loop import LoopSpec, train
 
     src = run.meta["source_model"]
     model, processor = load_model(src, cfg.model.dtype), load_processor(src)
+    if not cfg.seed.train_vision:
+        freeze_vision_tower(model)
     data = encode_all(processor, seed_examples(seed_questions, cfg.seed.direct_answers), cfg.train.max_length)
     spec = LoopSpec(lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
                     warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed)

@@ -3,8 +3,9 @@
 Its tokenizer is a byte-level BPE trained here with `tokenizers` on the embedded tasks' text and
 every prompt template, with a ChatML-style chat template. The result is a plain Hugging Face
 folder (config.json, model.safetensors, tokenizer and processor files) that loads with
-`AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. It is built once per config
-and cached under `model.cache_dir`.
+`AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. Its vision tower is
+pretrained at build time (r3v/embedded/vision.py); the rest starts from random weights. It is
+built once per config and cached under `model.cache_dir`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from r3v.embedded import tasks
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # 2: the vision tower is pretrained at build time
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
@@ -76,6 +77,7 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
         LlavaProcessor,
     )
 
+    from r3v.embedded.vision import pretrain_vision
     from r3v.models import save_model
 
     tokenizer = build_tokenizer(mcfg)
@@ -108,9 +110,10 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
     model = LlavaForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids[END_OF_TURN]
     model.generation_config.pad_token_id = ids["<pad>"]
+    vision = pretrain_vision(model, processor, mcfg)
     n_params = sum(p.numel() for p in model.parameters())
-    save_model(model, processor, out, extra_files={"r3v_embedded.json": json.dumps(
-        {"model": dataclasses.asdict(mcfg), "parameters": n_params}, indent=2)})
+    save_model(model.eval(), processor, out, extra_files={"r3v_embedded.json": json.dumps(
+        {"model": dataclasses.asdict(mcfg), "parameters": n_params, "vision_pretraining": vision}, indent=2)})
     log.info("built embedded VLM (%.2fM parameters) at %s", n_params / 1e6, out)
     return out
 

@@ -42,7 +42,7 @@ def _plural(shape: str) -> str:
     return shape + "s"
 
 
-def _place_objects(rng: random.Random, size: int, n: int) -> list[Obj]:
+def place_objects(rng: random.Random, size: int, n: int) -> list[Obj]:
     r = max(4, size // 11)
     objs: list[Obj] = []
     tries = 0
@@ -117,7 +117,7 @@ def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
     rng = random.Random(f"{cfg.seed}:{split}")
     rows = []
     for i in range(n):
-        objs = _place_objects(rng, cfg.image_size, rng.randint(cfg.min_objects, cfg.max_objects))
+        objs = place_objects(rng, cfg.image_size, rng.randint(cfg.min_objects, cfg.max_objects))
         qtype = QTYPES[i % len(QTYPES)]
         question, rationale, answer = make_question(objs, qtype, rng)
         rows.append({
@@ -137,6 +137,6 @@ def corpus(cfg: EmbeddedTasksConfig, n: int = 600) -> list[str]:
     """Text the embedded tokenizer is trained on: questions and rationales of every type."""
     rows = generate("tokenizer", n, cfg)
     return [r["question"] for r in rows] + [
-        make_question(_place_objects(random.Random(i), cfg.image_size, 3), q, random.Random(i))[1]
+        make_question(place_objects(random.Random(i), cfg.image_size, 3), q, random.Random(i))[1]
         for i, q in enumerate(QTYPES * 20)
     ]
