@@ -11,8 +11,9 @@ iteration k: a fresh LoRA on M_0 (train.init=base, the authors' choice) or the c
 of k-1 (train.init=continue).
 
 Departures from the paper: the warm-up set is the embedded seed split's gold rationales instead
-of GPT-distilled ones; the seed stage fully fine-tunes the tiny model (it starts from random
-weights), the iterations train LoRA adapters as the paper does.
+of GPT-distilled ones; the seed stage fully fine-tunes the tiny model's projector and language
+model (random weights; its vision tower was pretrained at build time and stays frozen), the
+iterations train LoRA adapters as the paper does.
 """
 
 from __future__ import annotations

@@ -74,3 +74,38 @@ def test_image_reaches_the_language_model(embedded_model, processor):
     assert r["examples"] == 6 and abs(r["gap"]) > 1e-4
     with pytest.raises(ValueError, match="at least two"):
         image_reliance(load_model(embedded_model), processor, questions[:1])
+
+
+def test_patch_labels_mark_the_patches_under_each_object():
+    import numpy as np
+
+    from r3v.embedded.tasks import Obj
+    from r3v.embedded.vision import CLASSES, patch_labels
+
+    objs = [Obj("red", "square", x=12, y=12, r=5), Obj("blue", "circle", x=50, y=40, r=5)]
+    labels = patch_labels(objs, size=64, patch=8).reshape(8, 8)
+    red, blue = CLASSES.index("red square"), CLASSES.index("blue circle")
+    # patch centres at 4, 12, 20, ...: the red box [7, 17] holds centre 12 only (patch 1); blue x [45, 55]
+    # holds 52 (patch 6), y [35, 45] holds 36 and 44 (patches 4, 5)
+    assert np.argwhere(labels == red).tolist() == [[1, 1]]
+    assert np.argwhere(labels == blue).tolist() == [[4, 6], [5, 6]]
+    assert (labels > 0).sum() == 3
+
+
+def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(embedded_model):
+    from r3v.models import freeze_vision_tower, load_model
+
+    model = load_model(embedded_model)
+    n = freeze_vision_tower(model)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert n == sum(p.numel() for name, p in model.named_parameters() if name in frozen) > 0
+    assert all("vision_tower" in name for name in frozen)
+    assert any("multi_modal_projector" in name and p.requires_grad for name, p in model.named_parameters())
+    assert any("language_model" in name and p.requires_grad for name, p in model.named_parameters())
+
+
+def test_built_model_records_its_vision_pretraining(embedded_model):
+    import json
+
+    facts = json.loads((embedded_model / "r3v_embedded.json").read_text())["vision_pretraining"]
+    assert facts["step"] == 150 and facts["object_patch_accuracy"] > 0.5
