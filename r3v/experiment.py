@@ -76,20 +76,21 @@ def adopt(arm_dir: str | Path, seed_dir: str | Path, donor_dir: str | Path | Non
     """Give the arm at `arm_dir` the seed arm's M_0 and iteration 0, and (when `donor_dir` has
     them) the donor's iteration-1 rollouts. Parts the arm already has are left alone."""
     arm, seed = Run.open(arm_dir), Run.open(seed_dir)
-    if done(arm, 0, "seed") is None:
-        for table, keys in SEED_PARTS:
-            _copy_partition(seed.store, arm.store, table, keys)
+    if done(arm, 0, "seed") is None:  # the meta first, the step records last: a crash in between re-adopts
         arm.update_meta(source_model=seed.meta["source_model"], base_model=seed.meta["base_model"],
                         adopted_seed_from=str(Path(seed_dir).resolve()))
+        for table, keys in SEED_PARTS:
+            _copy_partition(seed.store, arm.store, table, keys)
     adopted_rollouts = False
     if donor_dir is not None and done(arm, 1, "sample") is None:
         donor = Run.open(donor_dir)
         same = (donor.meta.get("base_model") == arm.meta["base_model"] and donor.cfg.rollout == arm.cfg.rollout
-                and donor.cfg.run.seed == arm.cfg.run.seed and donor.cfg.data == arm.cfg.data)
+                and donor.cfg.run.seed == arm.cfg.run.seed and donor.cfg.data == arm.cfg.data
+                and donor.cfg.model == arm.cfg.model)
         if same and done(donor, 1, "judge") is not None:
+            arm.update_meta(adopted_rollouts_from=str(Path(donor_dir).resolve()))
             for table, keys in ROLLOUT_PARTS:
                 _copy_partition(donor.store, arm.store, table, keys)
-            arm.update_meta(adopted_rollouts_from=str(Path(donor_dir).resolve()))
             adopted_rollouts = True
     return {"arm": arm.cfg.run.name, "adopted_rollouts": adopted_rollouts}
 
