@@ -78,7 +78,7 @@ def pretrain_vision(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, fl
         if (step + 1) % 50 == 0 or step + 1 == mcfg.vision_pretrain_steps:
             pred = logits.argmax(-1)
             fg = target > 0
-            facts = {"step": step + 1, "loss": float(loss), "patch_accuracy": float((pred == target).float().mean()),
+            facts = {"step": step + 1, "loss": loss.item(), "patch_accuracy": float((pred == target).float().mean()),
                      "object_patch_accuracy": float((pred[fg] == target[fg]).float().mean()),
                      "seconds": round(time.perf_counter() - t0, 1)}
             log.info("vision pretraining %s", facts)
