@@ -71,10 +71,16 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
+TASK_FAMILIES = ("clevr_math", "chart", "table")
+
+
 @dataclass(frozen=True)
 class EmbeddedTasksConfig:
-    """Seeded CLEVR-Math-like shape arithmetic."""
+    """The embedded benchmark's seeded task families (r3v/embedded/tasks.py)."""
 
+    families: str = "clevr_math,chart,table"
+    """Comma-separated mix of `clevr_math` (shape arithmetic), `chart` (bar charts, ChartQA-like)
+    and `table` (rendered tables with word problems and multiple choice, TabMWP-like)."""
     n_seed: int = 1000
     """Questions with gold rationales (stand-in for the paper's GPT-distilled warm-up)."""
     n_train: int = 800
@@ -83,7 +89,15 @@ class EmbeddedTasksConfig:
     image_size: int = 64
     min_objects: int = 2
     max_objects: int = 6
+    """Objects per clevr_math scene."""
     seed: int = 1234
+
+    def __post_init__(self):
+        names = [n.strip() for n in self.families.split(",") if n.strip()]
+        unknown = [n for n in names if n not in TASK_FAMILIES]
+        if unknown or not names:
+            raise ConfigError(f"data.embedded.families: {self.families!r} names unknown families {unknown} "
+                              f"(known: {', '.join(TASK_FAMILIES)})")
 
 
 @dataclass(frozen=True)

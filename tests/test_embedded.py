@@ -39,24 +39,66 @@ def test_checkpoint_keys_are_vllm_layout(embedded_model):
 
 
 def test_tasks_are_seeded_and_consistent():
+    from r3v.judge import judge_for_question
+
     cfg = EmbeddedTasksConfig(seed=7)
-    a, b = tasks.generate("seed", 60, cfg), tasks.generate("seed", 60, cfg)
+    a, b = tasks.generate("seed", 72, cfg), tasks.generate("seed", 72, cfg)
     assert a == b
     assert tasks.generate("train", 5, cfg)[0]["image"] != a[0]["image"]
-    qtypes = set()
+    seen: dict[str, set] = {}
     for r in a:
         meta = json.loads(r["metadata"])
-        qtypes.add(meta["qtype"])
+        seen.setdefault(meta["family"], set()).add(meta["qtype"])
+        assert r["id"].startswith(tasks.FAMILIES[meta["family"]].PREFIX + "-seed-")
         assert extract_answer(r["rationale"]) == r["answer"]  # the gold rationale ends in the gold answer
-        listed = re.match(r"Objects: (.*?)\.", r["rationale"]).group(1).split(", ")
-        assert listed == meta["objects"]
+        assert judge_for_question(r["rationale"], r)[1].correct, r  # and the judge accepts it
+        # the rationale first reads the scene as it is
+        if meta["family"] == "clevr_math":
+            assert re.match(r"Objects: (.*?)\.", r["rationale"]).group(1).split(", ") == meta["objects"]
+        else:
+            key, head = ("bars", "Bars") if meta["family"] == "chart" else ("table", "Table")
+            read = re.match(rf"{head}: (.*?)\.", r["rationale"]).group(1).split(", ")
+            assert dict((c, int(v)) for c, v in (x.split(" ") for x in read)) == meta[key]
+        if meta["answer_type"] == "choice":
+            assert r["choices"] and r["answer"] in "ABCD"[:len(r["choices"])]
         img = Image.open(io.BytesIO(r["image"]["bytes"]))
         assert img.size == (cfg.image_size, cfg.image_size)
-        for m in re.finditer(r"(\d+) ([-+]) (\d+) = (\d+)", r["rationale"]):  # the arithmetic step is right
-            x, op, y, z = int(m[1]), m[2], int(m[3]), int(m[4])
-            assert (x - y if op == "-" else x + y) == z
-    assert qtypes == set(tasks.QTYPES)
+        for m in re.finditer(r"((?:\d+ [-+] )+\d+) = (\d+)", r["rationale"]):  # the arithmetic is right
+            terms = m[1].split(" ")
+            value = int(terms[0])
+            for op, y in zip(terms[1::2], terms[2::2]):
+                value += int(y) if op == "+" else -int(y)
+            assert value == int(m[2]), m[0]
+    assert seen == {name: set(q) for name, q in tasks.QTYPES.items()}
     assert all(r["rationale"] is None for r in tasks.generate("train", 5, cfg))  # answer-only split
+
+
+def test_family_mix_is_configurable_and_validated():
+    import pytest
+
+    from r3v.config import ConfigError, load_config
+
+    rows = tasks.generate("test", 9, EmbeddedTasksConfig(families="table, chart"))
+    assert [json.loads(r["metadata"])["family"] for r in rows[:4]] == ["table", "chart", "table", "chart"]
+    with pytest.raises(ConfigError, match="data.embedded.families.*'charts'"):
+        load_config(overrides=["data.embedded.families=clevr_math,charts"])
+
+
+def test_multiple_choice_and_relaxed_items_are_judged_like_their_benchmarks():
+    from r3v.judge import judge_for_question
+
+    rows = tasks.generate("test", 120, EmbeddedTasksConfig())
+    mc = next(r for r in rows if json.loads(r["metadata"])["qtype"] == "most")
+    right = mc["choices"][ord(mc["answer"]) - ord("A")]
+    assert judge_for_question(f"Answer: {mc['answer']}", mc)[1].correct
+    assert judge_for_question(f"Answer: {right}", mc)[1].correct  # the option's text counts too
+    assert judge_for_question("Answer: D", mc)[1].reason == "bad_choice"  # out of range: wrong, not a pick
+    chart = next(r for r in rows if json.loads(r["metadata"])["qtype"] == "read")
+    gold = int(chart["answer"])
+    assert judge_for_question(f"Answer: {gold * 1.04:.1f}", chart)[1].correct  # relaxed: within 5%
+    assert not judge_for_question(f"Answer: {gold * 1.2:.1f}", chart)[1].correct
+    table = next(r for r in rows if json.loads(r["metadata"])["qtype"] == "total")
+    assert not judge_for_question(f"Answer: {int(table['answer']) + 0.3}", table)[1].correct  # counts: exact
 
 
 def test_image_reaches_the_language_model(embedded_model, processor):
@@ -79,7 +121,7 @@ def test_image_reaches_the_language_model(embedded_model, processor):
 def test_patch_labels_mark_the_patches_under_each_object():
     import numpy as np
 
-    from r3v.embedded.tasks import Obj
+    from r3v.embedded.shapes import Obj
     from r3v.embedded.vision import CLASSES, patch_labels
 
     objs = [Obj("red", "square", x=12, y=12, r=5), Obj("blue", "circle", x=50, y=40, r=5)]
@@ -90,6 +132,24 @@ def test_patch_labels_mark_the_patches_under_each_object():
     assert np.argwhere(labels == red).tolist() == [[1, 1]]
     assert np.argwhere(labels == blue).tolist() == [[4, 6], [5, 6]]
     assert (labels > 0).sum() == 3
+
+
+def test_patch_labels_for_bars_and_table_cells():
+    import numpy as np
+
+    from r3v.embedded.charts import Bar
+    from r3v.embedded.tables import Row
+    from r3v.embedded.vision import CLASSES, patch_labels
+
+    bars = [Bar("red", slot=0, units=2), Bar("blue", slot=3, units=5)]
+    labels = patch_labels(bars, size=64, patch=8, family="chart").reshape(8, 8)
+    assert np.argwhere(labels == CLASSES.index("red bar")).tolist() == [[6, 1], [7, 1]]  # 2 units tall
+    assert (labels == CLASSES.index("blue bar")).sum() == 5 and (labels[:, 7] > 0).sum() == 5
+    rows = [Row("green", 7), Row("yellow", 3)]
+    labels = patch_labels(rows, size=64, patch=8, family="table").reshape(8, 8)
+    assert labels[0, 2] == CLASSES.index("green swatch") and labels[0, 5] == CLASSES.index("digit 7")
+    assert labels[2, 2] == CLASSES.index("yellow swatch") and labels[2, 5] == CLASSES.index("digit 3")
+    assert (labels > 0).sum() == 4
 
 
 def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(embedded_model):

@@ -21,7 +21,7 @@ from r3v.embedded import tasks
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "2"  # 2: the vision tower is pretrained at build time
+BUILD_VERSION = "3"  # 2: the vision tower is pretrained at build time; 3: chart and table families
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"

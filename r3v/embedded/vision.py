@@ -3,9 +3,10 @@
 Real VLMs start from a vision encoder pretrained on millions of images; ours starts from random
 weights, and a warm-up on a thousand rationales then learns the rationales' language but not to
 look: `r3v image-reliance` measured a loss gap of 0.0000 for such a model. So the build
-pretrains the CLIP tower on freshly generated scenes (never the seed, train or test images) with
-dense labels: every patch is classified as background or the colour and shape of the object
-over it, through a linear head that is thrown away afterwards. The language model and projector
+pretrains the CLIP tower on freshly generated scenes of every task family (never the seed, train
+or test images) with dense labels: every patch is classified as background or what lies over it
+(a shape's colour and kind, a bar's colour, a table's swatch or digit), through a linear head that
+is thrown away afterwards. The language model and projector
 stay as built; the warm-up teaches them to read the tower's features.
 """
 
@@ -25,28 +26,25 @@ from r3v.embedded import tasks
 
 log = logging.getLogger(__name__)
 
-CLASSES = ["background"] + [f"{c} {s}" for c in tasks.COLOURS for s in tasks.SHAPES]
+CLASSES = ["background"] + [c for fam in tasks.FAMILIES.values() for c in fam.CLASSES]
+_INDEX = {c: i for i, c in enumerate(CLASSES)}
 
 
-def patch_labels(objs: list[tasks.Obj], size: int, patch: int) -> np.ndarray:
-    """[g*g] class ids in row-major patch order: the object whose box holds the patch centre."""
-    g = size // patch
-    centres = np.arange(g) * patch + patch / 2
-    cy, cx = np.meshgrid(centres, centres, indexing="ij")
-    labels = np.zeros((g, g), dtype=np.int64)
-    for o in objs:
-        inside = (np.abs(cx - o.x) <= o.r) & (np.abs(cy - o.y) <= o.r)
-        labels[inside] = CLASSES.index(o.name)
-    return labels.reshape(-1)
+def patch_labels(scene, size: int, patch: int, family: str = "clevr_math") -> np.ndarray:
+    """[g*g] class ids in row-major patch order for a scene of `family`."""
+    names = tasks.FAMILIES[family].patch_classes(scene, size, patch)
+    return np.vectorize(_INDEX.__getitem__, otypes=[np.int64])(names).reshape(-1)
 
 
 def scenes(rng: random.Random, n: int, mcfg: EmbeddedModelConfig) -> tuple[list[Image.Image], np.ndarray]:
+    """`n` fresh scenes cycling through every family, with their patch labels."""
     tcfg = EmbeddedTasksConfig(image_size=mcfg.image_size)
     images, labels = [], []
-    for _ in range(n):
-        objs = tasks.place_objects(rng, mcfg.image_size, rng.randint(tcfg.min_objects, tcfg.max_objects))
-        images.append(Image.open(io.BytesIO(tasks.render(objs, mcfg.image_size))).convert("RGB"))
-        labels.append(patch_labels(objs, mcfg.image_size, mcfg.patch_size))
+    for i in range(n):
+        fam = list(tasks.FAMILIES.values())[i % len(tasks.FAMILIES)]
+        scene = tasks.make_scene(fam, rng, tcfg)
+        images.append(Image.open(io.BytesIO(fam.render(scene, mcfg.image_size))).convert("RGB"))
+        labels.append(patch_labels(scene, mcfg.image_size, mcfg.patch_size, fam.NAME))
     return images, np.stack(labels)
 
 
