@@ -167,6 +167,9 @@ class TrainConfig:
     """`auto`: every Linear of the language model; else a regex over module names."""
     lr: float = 1e-3
     epochs: int = 2
+    max_steps: int = 0
+    """> 0: exactly this many optimizer steps per iteration, whatever the sets' size (a fixed
+    training budget: arms that train on fewer kinds of example get the same compute); 0: `epochs`."""
     batch_size: int = 16
     grad_accum: int = 2
     max_grad_norm: float = 1.0

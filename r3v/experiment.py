@@ -111,13 +111,28 @@ SCALING_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("n", "N",
                    ("oracle_at_n", "oracle@N", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}")]
 
 
-def _arm_tables(arm_dir: Path, arm: str) -> tuple[pa.Table, pa.Table]:
-    """(metrics view + train steps, scaling view) of one arm, each with an `arm` column first."""
+FAMILY_SQL = """
+    SELECT family, iteration, any_value(questions) AS questions,
+           max(accuracy) FILTER (WHERE strategy = 'greedy')      AS pass_at_1,
+           max(accuracy) FILTER (WHERE strategy = 'sample')      AS sample_accuracy,
+           max(accuracy) FILTER (WHERE strategy LIKE 'select@%') AS select_at_n
+    FROM family_accuracy WHERE iteration = (SELECT max(iteration) FROM family_accuracy)
+    GROUP BY ALL ORDER BY family"""
+FAMILY_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("family", "family", "{}"),
+                  ("questions", "questions", "{}"), ("pass_at_1", "pass@1", "{:.3f}"),
+                  ("sample_accuracy", "sample acc", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}")]
+
+
+def _arm_tables(arm_dir: Path, arm: str) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(metrics view + train steps, scaling view, final per-family accuracy) of one arm, each
+    with an `arm` column first."""
     store = Store(arm_dir)
     metrics = store.query("SELECT m.*, (SELECT count(*) FROM src_train_log l WHERE l.iteration = m.iteration "
                           "AND m.iteration > 0) AS train_steps FROM metrics m")
     scaling = store.query("SELECT * FROM scaling")
-    return tuple(t.add_column(0, "arm", pa.array([arm] * t.num_rows, pa.string())) for t in (metrics, scaling))
+    families = store.query(FAMILY_SQL)
+    return tuple(t.add_column(0, "arm", pa.array([arm] * t.num_rows, pa.string()))
+                 for t in (metrics, scaling, families))
 
 
 def _plot(series: dict[str, list[tuple[float, float]]], xlabel: str, title: str, out: Path,
@@ -147,8 +162,9 @@ def _plot(series: dict[str, list[tuple[float, float]]], xlabel: str, title: str,
 def write_report(exp_dir: str | Path, arms: list[str]) -> str:
     """results.md/.parquet, accuracy.png, scaling.parquet and scaling.png in the experiment folder."""
     exp_dir = Path(exp_dir)
-    metrics, scales = zip(*(_arm_tables(exp_dir / "arms" / arm, arm) for arm in arms))
+    metrics, scales, fams = zip(*(_arm_tables(exp_dir / "arms" / arm, arm) for arm in arms))
     results, scaling_table = pa.concat_tables(metrics), pa.concat_tables(scales)
+    families = pa.concat_tables(fams).to_pylist()
     # Iteration 0 is the shared seed model: one row, the seed arm's.
     results = results.filter(pc.or_(pc.equal(results["arm"], SEED_ARM), pc.not_equal(results["iteration"], 0)))
     pq.write_table(results, exp_dir / "results.parquet")
@@ -172,6 +188,9 @@ def write_report(exp_dir: str | Path, arms: list[str]) -> str:
               exp_dir / "scaling.png", sorted({s["n"] for s in scaling}))
         lines += ["Test-time compute scaling, final model of each arm:", "", markdown_table(scaling, SCALING_COLUMNS), "",
                   "![scaling](scaling.png)", ""]
+    if families:
+        lines += ["Final model of each arm by task family (evaluation at the run's eval.n):", "",
+                  markdown_table(families, FAMILY_COLUMNS), ""]
     final = {arm: max((r for r in rows if r["arm"] == arm and r["pass_at_1"] is not None),
                       key=lambda r: r["iteration"], default=None) for arm in arms}
     if seed_p1:

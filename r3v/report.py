@@ -2,7 +2,8 @@
 loss curves (PNG).
 
 The table is the `metrics` view (data/sql/metrics.sql): accuracy by metric, pool facts, set
-sizes and step wall times per iteration; iteration 0 is the seed model.
+sizes and step wall times per iteration; iteration 0 is the seed model. With several task
+families, pass@1 per family (the `family_accuracy` view) follows.
 """
 
 from __future__ import annotations
@@ -103,6 +104,15 @@ def write_report(run_dir: str | Path) -> str:
     md = (f"# r3v run `{run_dir.name}`\n\n{markdown_table(rows)}\n\n"
           f"Iteration 0 is the seed model. N = samples per question.\n\n"
           f"Step wall times:\n{step_times(rows)}\n\n![accuracy](accuracy.png)\n")
+    by_family = store.query("SELECT iteration, family, accuracy FROM family_accuracy "
+                            "WHERE strategy = 'greedy'").to_pylist()
+    families = sorted({r["family"] for r in by_family})
+    if len(families) > 1:
+        pivot: dict[int, dict] = {}
+        for r in by_family:
+            pivot.setdefault(r["iteration"], {"iteration": r["iteration"]})[r["family"]] = r["accuracy"]
+        md += "\npass@1 by task family:\n\n" + markdown_table(
+            [pivot[k] for k in sorted(pivot)], [("iteration", "iter", "{}")] + [(f, f, "{:.3f}") for f in families]) + "\n"
     losses = store.query("SELECT * FROM loss_curves").to_pylist()
     if losses:
         plot_losses(losses, run_dir / "losses.png")
