@@ -23,6 +23,7 @@ PREFIX = "table"
 QTYPES = ("lookup", "total", "difference", "most", "compare", "total_choice")
 CLASSES = [f"{c} swatch" for c in COLOURS] + [f"digit {d}" for d in range(10)]
 LETTERS = "ABCD"
+STORY = "The table shows how many stickers each child has."
 GLYPHS = {  # 5x7 bitmap digits
     0: ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
     1: ("00100", "01100", "00100", "00100", "00100", "00100", "01110"),
@@ -103,12 +104,12 @@ def item(rows: list[Row], qtype: str, rng: random.Random) -> Item:
     facts = {"table": {r.colour: r.value for r in rows}}
     if qtype == "lookup":
         r = rng.choice(rows)
-        return Item(f"The table shows how many stickers each child has. How many stickers does {r.colour} have?",
+        return Item(f"{STORY} How many stickers does {r.colour} have?",
                     f"{reading} Answer: {r.value}", str(r.value), "integer", facts=facts)
     if qtype == "total":
         a, b = rng.sample(rows, 2)
         s = a.value + b.value
-        return Item(f"The table shows how many stickers each child has. How many stickers do {a.colour} and "
+        return Item(f"{STORY} How many stickers do {a.colour} and "
                     f"{b.colour} have in total?", f"{reading} {a.value} + {b.value} = {s}. Answer: {s}",
                     str(s), "integer", facts=facts)
     if qtype == "difference":
@@ -116,20 +117,20 @@ def item(rows: list[Row], qtype: str, rng: random.Random) -> Item:
         if a.value < b.value:
             a, b = b, a
         d = a.value - b.value
-        return Item(f"The table shows how many stickers each child has. How many more stickers does {a.colour} "
+        return Item(f"{STORY} How many more stickers does {a.colour} "
                     f"have than {b.colour}?", f"{reading} {a.value} - {b.value} = {d}. Answer: {d}",
                     str(d), "integer", facts=facts)
     if qtype == "most":
         top = max(rows, key=lambda r: r.value)
         opts, letter = _options(rng, top.colour, [r.colour for r in rows if r is not top])
-        return Item("The table shows how many stickers each child has. Who has the most stickers?",
+        return Item(f"{STORY} Who has the most stickers?",
                     f"{reading} Most: {top.colour} {top.value}. Answer: {letter}", letter, "choice",
                     choices=opts, facts=facts)
     if qtype == "compare":
         a, b = rng.sample(rows, 2)
         yes = a.value > b.value
         sign = ">" if yes else ("=" if a.value == b.value else "<")
-        return Item(f"The table shows how many stickers each child has. Does {a.colour} have more stickers "
+        return Item(f"{STORY} Does {a.colour} have more stickers "
                     f"than {b.colour}?", f"{reading} {a.value} {sign} {b.value}. Answer: {'A' if yes else 'B'}",
                     "A" if yes else "B", "choice", choices=["yes", "no"], facts=facts)
     if qtype == "total_choice":
@@ -137,7 +138,6 @@ def item(rows: list[Row], qtype: str, rng: random.Random) -> Item:
         wrong = rng.sample([s + k for k in (-3, -2, -1, 1, 2, 3) if s + k > 0], 2)
         opts, letter = _options(rng, str(s), [str(w) for w in wrong])
         adds = " + ".join(str(r.value) for r in rows)
-        return Item("The table shows how many stickers each child has. How many stickers do they have "
-                    f"altogether?", f"{reading} {adds} = {s}. Answer: {letter}", letter, "choice",
-                    choices=opts, facts=facts)
+        return Item(f"{STORY} How many stickers do they have altogether?",
+                    f"{reading} {adds} = {s}. Answer: {letter}", letter, "choice", choices=opts, facts=facts)
     raise ValueError(f"unknown table question type {qtype!r}")
