@@ -6,6 +6,7 @@ from test_flow import OVERRIDES
 pytestmark = pytest.mark.slow
 
 ARMS = ["seed", "star", "r3v", "r3v-no-refine", "r3v-no-select"]
+BUDGET = 3  # optimizer steps per iteration, the same for every arm
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def exp_dir(tmp_path_factory, cache_dir, embedded_model):
     from flows.experiment import experiment_flow
 
     root = tmp_path_factory.mktemp("runs")
-    overrides = OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
+    overrides = OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}", f"train.max_steps={BUDGET}"]
     with prefect_test_harness(server_startup_timeout=120):
         md = experiment_flow(overrides=overrides, name="exp", iterations=1, arms=ARMS[1:], ns=[1, 2])
         again = experiment_flow(overrides=overrides, name="exp", iterations=1, arms=ARMS[1:], ns=[1, 2])
@@ -59,6 +60,9 @@ def test_arms_train_on_the_kinds_they_weight(exp_dir):
     assert trained("r3v") == sizes["sft"] + sizes["refine"] + sizes["select"]
     assert trained("r3v-no-refine") == sizes["sft"] + sizes["select"]
     assert trained("r3v-no-select") == sizes["sft"] + sizes["refine"]
+    steps = {arm: q(exp_dir / "arms" / arm, "SELECT count(*) AS n FROM src_train_log WHERE iteration = 1")[0]["n"]
+             for arm in ARMS[1:]}
+    assert steps == dict.fromkeys(ARMS[1:], BUDGET)  # equal compute, whatever the arm trains on
     star_losses = q(exp_dir / "arms" / "star", "SELECT sum(tokens_refine) AS r, sum(tokens_select) AS s FROM src_train_log "
                     "WHERE iteration = 1")[0]
     assert star_losses == {"r": 0, "s": 0}
@@ -82,4 +86,5 @@ def test_scaling_and_comparison_report(exp_dir):
     assert len(pq.read_table(exp_dir / "scaling.parquet")) == 2 * len(ARMS)
     md = (exp_dir / "results.md").read_text()
     assert all(f"| {a} |" in md for a in ARMS) and "× the seed model" in md
+    assert "by task family" in md and all(f"| {f} |" in md for f in ("clevr_math", "chart", "table"))
     assert (exp_dir / "accuracy.png").stat().st_size > 1000 and (exp_dir / "scaling.png").stat().st_size > 1000

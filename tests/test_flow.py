@@ -60,6 +60,11 @@ def test_flow_writes_every_table(run_dir):
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "manifest.json").exists()
     assert (run_dir / "results.md").exists() and (run_dir / "accuracy.png").stat().st_size > 1000
     assert (run_dir / "losses.png").stat().st_size > 1000
+    # accuracy per task family: 12 test questions, 4 of each family, the greedy mean is pass@1
+    fam = q("SELECT family, questions, accuracy FROM family_accuracy WHERE iteration = 1 AND strategy = 'greedy'")
+    assert sorted((f["family"], f["questions"]) for f in fam) == [("chart", 4), ("clevr_math", 4), ("table", 4)]
+    assert abs(sum(f["accuracy"] for f in fam) / 3 - metrics[1]["pass_at_1"]) < 1e-9
+    assert "pass@1 by task family" in (run_dir / "results.md").read_text()
     curves = q("SELECT iteration, count(*) AS n, count(loss_refine) AS r FROM loss_curves GROUP BY 1 ORDER BY 1")
     assert [c["iteration"] for c in curves] == [0, 1] and curves[0]["n"] == 100 and curves[0]["r"] == 0
     ends = q("SELECT loss_sft_end, loss_refine_end, loss_select_end FROM metrics ORDER BY iteration")
