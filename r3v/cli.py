@@ -7,6 +7,7 @@
     r3v experiment [CONFIG] [k=v ...]    seed model vs STaR vs R3V and its ablations, side by side
     r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
     r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
+    r3v errors RUN [--iteration K]       why rationales are wrong: format, perception, arithmetic, reasoning
     r3v serve                            serve deployments r3v/iterate and r3v-experiment/experiment
 """
 
@@ -141,6 +142,20 @@ def cmd_image_reliance(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_errors(ns: argparse.Namespace) -> int:
+    from r3v.error_kinds import KINDS, breakdown
+    from r3v.report import markdown_table
+    from r3v.store import Store
+
+    rows = breakdown(Store(_run_dir(ns.run)), ns.iteration, ns.source)
+    if not rows:
+        raise SystemExit(f"r3v errors: no {ns.source} rows at iteration {ns.iteration}")
+    cols = [("family", "family", "{}"), ("n", "rationales", "{}")] + [(k, k, "{:.3f}") for k in KINDS]
+    print(f"iteration {ns.iteration}, {ns.source}: share of sampled rationales by kind\n")
+    print(markdown_table(rows, cols))
+    return 0
+
+
 def cmd_report(ns: argparse.Namespace) -> int:
     from r3v.report import write_report
 
@@ -202,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--iteration", type=int, default=0, help="0: the seed model (default)")
     s.add_argument("--n", type=int, default=128, help="seed questions to use")
     s.set_defaults(fn=cmd_image_reliance)
+    s = sub.add_parser("errors", help="why rationales are wrong: format, perception, arithmetic, reasoning")
+    s.add_argument("run")
+    s.add_argument("--iteration", type=int, default=0, help="0: the seed model (default)")
+    s.add_argument("--source", choices=["eval", "samples"], default="eval",
+                   help="eval: the test split's samples (default); samples: the iteration's rollouts")
+    s.set_defaults(fn=cmd_errors)
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)

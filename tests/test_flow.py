@@ -96,6 +96,17 @@ def test_changed_config_is_refused(run_dir):
         init_run(cfg)
 
 
+def test_r3v_errors_cli(run_dir):
+    """`r3v errors` sorts every sampled rationale of the pool into one kind, per family."""
+    out = subprocess.run([sys.executable, "-m", "r3v.cli", "errors", str(run_dir), "--iteration", "1",
+                          "--source", "samples"], capture_output=True, text=True, check=True).stdout
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in out.splitlines() if line.startswith("| ") and "family" not in line}
+    assert sorted(rows) == ["all", "chart", "clevr_math", "table"]
+    assert rows["all"][0] == "72" and abs(sum(float(v) for v in rows["all"][1:]) - 1) < 0.01
+    assert float(rows["all"][-1]) == 0  # the embedded questions all keep their truth: no `unknown`
+
+
 def test_two_iterations_continue_from_previous_adapter(run_dir, tmp_path, cache_dir):
     """Iteration 2 continues iteration 1's adapter (train.init=continue) and its sets come from the
     pool of both iterations. Starts from the first run's M_0 as a local model, without a seed stage."""

@@ -1,0 +1,125 @@
+"""Why a rationale is wrong: format, perception, arithmetic or reasoning.
+
+The embedded benchmark keeps each scene's ground truth in the question's metadata, and its gold
+rationales read the scene first ("Objects: …." / "Bars: red 30, …." / "Table: red 3, ….") before
+any arithmetic. A judged rationale is then classified, in this order:
+
+- `right`      : judged correct, with a right reading of the scene (or nothing to check against);
+- `lucky`      : judged correct although the reading is wrong: a false positive, which the SFT
+                 set then teaches as if it were a good rationale;
+- `format`     : no final answer could be parsed (`unparsed`);
+- `perception` : the reading of the scene is missing or differs from the truth where the
+                 question needs it;
+- `arithmetic` : the reading is right but a written step `a + b - c = d` is wrong;
+- `reasoning`  : reading and written arithmetic are right, the answer is still wrong (the wrong
+                 objects counted, the wrong bars compared, the wrong option chosen);
+- `unknown`    : the question has no ground truth to check against (user data).
+
+This is what self-refine and self-select are meant to fix: perception and arithmetic slips, not
+format failures. `r3v errors RUN` prints the mix per family for the pool or the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
+_READING = {"clevr_math": ("Objects", "objects"), "chart": ("Bars", "bars"), "table": ("Table", "table")}
+COLOURS = ["red", "green", "blue", "yellow"]
+SHAPES = ["circle", "square", "triangle"]
+_CHAIN = re.compile(r"((?:-?\d+ [-+] )+-?\d+) = (-?\d+)")
+
+
+def _named(question: str, names) -> list[str]:
+    return [n for n in names if re.search(rf"\b{n}s?\b", question)]
+
+
+def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
+    """Does the rationale read the scene right where the question needs it? None: nothing to
+    check against. Only what the question asks about counts: for "the red and blue bars" a
+    misread yellow bar does not make a right answer lucky; for "which bar is the tallest" (no
+    colour named) every bar counts. For shapes, the count of objects the question filters on
+    (a colour or shape), and the total where the question needs it."""
+    family = meta.get("family")
+    if family not in _READING or _READING[family][1] not in meta:
+        return None
+    head, key = _READING[family]
+    m = re.search(rf"{head}: (.*?)\.(?:\s|$)", text)
+    if not m:
+        return False
+    items = [x.strip() for x in m.group(1).split(",") if x.strip()]
+    truth = meta[key]
+    if family == "clevr_math":
+        qtype = meta.get("qtype", "")
+        ok = True
+        if qtype in ("count_all", "subtract_shape", "subtract_colour", "add_total"):
+            ok = len(items) == len(truth)
+        wanted = _named(question.split(".")[-2] if qtype.startswith("add") else question, COLOURS + SHAPES)
+        for w in wanted:
+            ok = ok and sorted(x for x in items if w in x.split()) == sorted(x for x in truth if w in x.split())
+        return ok
+    read: dict[str, int | None] = {}
+    for x in items:  # a name read twice with two values is read wrong
+        name, _, value = x.rpartition(" ")
+        v = int(value) if value.lstrip("-").isdigit() else None
+        read[name] = v if read.get(name, v) == v else None
+    relevant = _named(question, list(truth)) or list(truth)
+    return all(read.get(c) == truth[c] for c in relevant)
+
+
+def arithmetic_is_right(text: str) -> bool:
+    """Every written chain `a + b - c = d` in `text` adds up."""
+    for m in _CHAIN.finditer(text):
+        terms = m[1].split(" ")
+        value = int(terms[0])
+        for op, y in zip(terms[1::2], terms[2::2]):
+            value += int(y) if op == "+" else -int(y)
+        if value != int(m[2]):
+            return False
+    return True
+
+
+def error_kind(text: str, correct: bool, judge_reason: str, metadata: str | dict | None, question: str = "") -> str:
+    """The kind of a judged rationale (see the module docstring)."""
+    meta = json.loads(metadata) if isinstance(metadata, str) else (metadata or {})
+    reading = reading_is_right(text or "", meta, question)
+    if correct:
+        return "lucky" if reading is False else "right"
+    if judge_reason == "unparsed":
+        return "format"
+    if reading is None:
+        return "unknown"
+    if not reading:
+        return "perception"
+    return "reasoning" if arithmetic_is_right(text or "") else "arithmetic"
+
+
+SOURCES = {  # source -> SQL over the run's views: (text, correct, judge_reason, metadata, question)
+    "samples": "SELECT s.rationale AS text, s.correct, s.judge_reason, q.metadata, q.question FROM samples s "
+               "JOIN questions q ON q.id = s.question_id AND q.split = 'train' WHERE s.iteration = {it}",
+    "eval": "SELECT e.text, e.correct, e.judge_reason, q.metadata, q.question FROM src_eval e "
+            "JOIN questions q ON q.id = e.question_id AND q.split = 'test' "
+            "WHERE e.iteration = {it} AND e.strategy = 'sample'",
+}
+
+
+def breakdown(store, iteration: int, source: str = "eval") -> list[dict]:
+    """Rows {family, n, right, lucky, format, perception, arithmetic, reasoning, unknown} (shares of n),
+    one per family plus `all`, for the sampled rationales of `iteration` (`eval`: on the test
+    split; `samples`: the iteration's rollouts on the train split)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r} (known: {', '.join(SOURCES)})")
+    rows = store.query(SOURCES[source].format(it=int(iteration))).to_pylist()
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        family = json.loads(r["metadata"] or "{}").get("family", "unknown")
+        kind = error_kind(r["text"], r["correct"], r["judge_reason"], r["metadata"], r["question"])
+        for f in (family, "all"):
+            counts.setdefault(f, Counter())[kind] += 1
+    out = []
+    for f in sorted(counts, key=lambda f: (f == "all", f)):
+        n = sum(counts[f].values())
+        out.append({"family": f, "n": n, **{k: counts[f][k] / n for k in KINDS}})
+    return out
