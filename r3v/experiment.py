@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from r3v.config import Config
+from r3v.error_kinds import KINDS, breakdown
 from r3v.report import markdown_table
 from r3v.run import Run, done
 from r3v.store import Store, atomic_dir
@@ -135,6 +136,21 @@ def _arm_tables(arm_dir: Path, arm: str) -> tuple[pa.Table, pa.Table, pa.Table]:
                  for t in (metrics, scaling, families))
 
 
+ERROR_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("n", "rationales", "{}")] + [
+    (k, k, "{:.3f}") for k in KINDS]
+
+
+def _error_kinds(exp_dir: Path, arms: list[str]) -> list[dict]:
+    """The kinds of the sampled test rationales of each arm's final model, all families together."""
+    out = []
+    for arm in arms:
+        store = Store(exp_dir / "arms" / arm)
+        it = store.query("SELECT max(iteration) AS it FROM src_eval").to_pylist()[0]["it"]
+        if it is not None:
+            out += [{"arm": arm, "iteration": it, **r} for r in breakdown(store, it, "eval") if r["family"] == "all"]
+    return out
+
+
 def _plot(series: dict[str, list[tuple[float, float]]], xlabel: str, title: str, out: Path,
           xticks: list[int] | None = None) -> None:
     import matplotlib
@@ -191,6 +207,10 @@ def write_report(exp_dir: str | Path, arms: list[str]) -> str:
     if families:
         lines += ["Final model of each arm by task family (evaluation at the run's eval.n):", "",
                   markdown_table(families, FAMILY_COLUMNS), ""]
+    errors = _error_kinds(exp_dir, arms)
+    if errors:
+        lines += ["What the final model's sampled test rationales are (`r3v errors`; lucky: right answer, wrong "
+                  "reading of the scene):", "", markdown_table(errors, ERROR_COLUMNS), ""]
     final = {arm: max((r for r in rows if r["arm"] == arm and r["pass_at_1"] is not None),
                       key=lambda r: r["iteration"], default=None) for arm in arms}
     if seed_p1:

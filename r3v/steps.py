@@ -181,8 +181,8 @@ def train(run_dir: str, iteration: int) -> dict:
         raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
                            f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
                            f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
-    spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs, max_steps=tc.max_steps,
-                    warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
+    spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
+                    max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
                     group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration)
     logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id)
     final = run.dir / "checkpoints" / f"iteration={iteration}"

@@ -6,8 +6,8 @@ look: `r3v image-reliance` measured a loss gap of 0.0000 for such a model. So th
 pretrains the CLIP tower on freshly generated scenes of every task family (never the seed, train
 or test images) with dense labels: every patch is classified as background or what lies over it
 (a shape's colour and kind, a bar's colour, a table's swatch or digit), through a linear head that
-is thrown away afterwards. The language model and projector
-stay as built; the warm-up teaches them to read the tower's features.
+is thrown away afterwards. The language model and projector stay as built; the warm-up teaches
+them to read the tower's features.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def scenes(rng: random.Random, n: int, mcfg: EmbeddedModelConfig) -> tuple[list[
     """`n` fresh scenes cycling through every family, with their patch labels."""
     tcfg = EmbeddedTasksConfig(image_size=mcfg.image_size)
     images, labels = [], []
+    families = list(tasks.FAMILIES.values())
     for i in range(n):
-        fam = list(tasks.FAMILIES.values())[i % len(tasks.FAMILIES)]
+        fam = families[i % len(families)]
         scene = tasks.make_scene(fam, rng, tcfg)
         images.append(Image.open(io.BytesIO(fam.render(scene, mcfg.image_size))).convert("RGB"))
         labels.append(patch_labels(scene, mcfg.image_size, mcfg.patch_size, fam.NAME))
