@@ -25,10 +25,11 @@ import json
 import re
 from collections import Counter
 
+from r3v.embedded.common import COLOURS
+from r3v.embedded.shapes import SHAPES
+
 KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
 _READING = {"clevr_math": ("Objects", "objects"), "chart": ("Bars", "bars"), "table": ("Table", "table")}
-COLOURS = ["red", "green", "blue", "yellow"]
-SHAPES = ["circle", "square", "triangle"]
 _CHAIN = re.compile(r"((?:-?\d+ [-+] )+-?\d+) = (-?\d+)")
 
 
@@ -56,7 +57,7 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
         ok = True
         if qtype in ("count_all", "subtract_shape", "subtract_colour", "add_total"):
             ok = len(items) == len(truth)
-        wanted = _named(question.split(".")[-2] if qtype.startswith("add") else question, COLOURS + SHAPES)
+        wanted = _named(question.split(".")[-2] if qtype.startswith("add") else question, [*COLOURS, *SHAPES])
         for w in wanted:
             ok = ok and sorted(x for x in items if w in x.split()) == sorted(x for x in truth if w in x.split())
         return ok
