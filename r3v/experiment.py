@@ -20,6 +20,7 @@ on the SFT set alone.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -151,6 +152,49 @@ def _error_kinds(exp_dir: Path, arms: list[str]) -> list[dict]:
     return out
 
 
+PAIRED_COLUMNS = [("arm", "arm", "{}"), ("against", "against", "{}"), ("questions", "questions", "{}"),
+                  ("only_arm", "only arm right", "{}"), ("only_other", "only other right", "{}"),
+                  ("delta", "Δ pass@1", "{:+.3f}"), ("p_value", "McNemar p", "{:.3f}")]
+
+
+def _greedy(store: Store, iteration: int | None = None) -> dict[str, bool]:
+    """question id -> greedy test answer right, at `iteration` (default: the last evaluated)."""
+    it = "(SELECT max(iteration) FROM src_eval)" if iteration is None else str(int(iteration))
+    rows = store.query(f"SELECT question_id, correct FROM src_eval WHERE strategy = 'greedy' "
+                       f"AND iteration = {it}").to_pylist()
+    return {r["question_id"]: bool(r["correct"]) for r in rows}
+
+
+def mcnemar(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value: how often a fair coin over the discordant questions splits
+    at least as unevenly as `only_a` : `only_b`."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def paired(a: dict[str, bool], b: dict[str, bool]) -> dict:
+    """The paired comparison of two models' greedy answers on the same test questions."""
+    common = sorted(set(a) & set(b))
+    only_a = sum(a[q] and not b[q] for q in common)
+    only_b = sum(b[q] and not a[q] for q in common)
+    return {"questions": len(common), "only_arm": only_a, "only_other": only_b,
+            "delta": (only_a - only_b) / len(common) if common else 0.0, "p_value": mcnemar(only_a, only_b)}
+
+
+def _paired_rows(exp_dir: Path, arms: list[str]) -> list[dict]:
+    """Each trained arm's final model against the seed model, and R3V's against STaR's, question by
+    question: a gain of a few points on 200 questions may be noise, and this says how likely."""
+    final = {arm: _greedy(Store(exp_dir / "arms" / arm)) for arm in arms}
+    seed = _greedy(Store(exp_dir / "arms" / arms[0]), 0) if arms else {}
+    pairs = [(arm, SEED_ARM, seed) for arm in arms if arm != SEED_ARM]
+    if "r3v" in final and "star" in final:
+        pairs.append(("r3v", "star", final["star"]))
+    return [{"arm": arm, "against": other, **paired(final[arm], ref)}
+            for arm, other, ref in pairs if final[arm] and ref]
+
+
 def _plot(series: dict[str, list[tuple[float, float]]], xlabel: str, title: str, out: Path,
           xticks: list[int] | None = None) -> None:
     import matplotlib
@@ -211,6 +255,10 @@ def write_report(exp_dir: str | Path, arms: list[str]) -> str:
     if errors:
         lines += ["What the final model's sampled test rationales are (`r3v errors`; lucky: right answer, wrong "
                   "reading of the scene):", "", markdown_table(errors, ERROR_COLUMNS), ""]
+    pairs = _paired_rows(exp_dir, arms)
+    if pairs:
+        lines += ["Final models compared question by question (greedy pass@1; exact McNemar test on the "
+                  "questions exactly one of the two gets right):", "", markdown_table(pairs, PAIRED_COLUMNS), ""]
     final = {arm: max((r for r in rows if r["arm"] == arm and r["pass_at_1"] is not None),
                       key=lambda r: r["iteration"], default=None) for arm in arms}
     if seed_p1:

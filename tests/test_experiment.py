@@ -88,3 +88,28 @@ def test_scaling_and_comparison_report(exp_dir):
     assert all(f"| {a} |" in md for a in ARMS) and "× the seed model" in md
     assert "by task family" in md and all(f"| {f} |" in md for f in ("clevr_math", "chart", "table"))
     assert (exp_dir / "accuracy.png").stat().st_size > 1000 and (exp_dir / "scaling.png").stat().st_size > 1000
+    # the paired comparison agrees with the accuracies it compares
+    from r3v.experiment import _paired_rows
+
+    final = {r["arm"]: r["pass_at_1"] for r in results}
+    pairs = {(r["arm"], r["against"]): r for r in _paired_rows(exp_dir, ARMS)}
+    assert set(pairs) == {(a, "seed") for a in ARMS[1:]} | {("r3v", "star")}
+    for (arm, other), r in pairs.items():
+        assert r["questions"] == 12 and 0 <= r["p_value"] <= 1
+        assert r["delta"] == pytest.approx(final[arm] - final[other])
+    assert "McNemar" in md
+
+
+def test_mcnemar_exact_and_paired_counts():
+    from r3v.experiment import mcnemar, paired
+
+    assert mcnemar(0, 0) == 1.0
+    assert mcnemar(5, 5) == 1.0
+    # 10 discordant, split 9:1 -> 2 * (1 + 10) / 1024
+    assert abs(mcnemar(9, 1) - 22 / 1024) < 1e-12
+    assert mcnemar(1, 9) == mcnemar(9, 1)
+    a = {"q1": True, "q2": True, "q3": False, "q4": False, "q5": True}
+    b = {"q1": True, "q2": False, "q3": True, "q4": False, "q6": True}
+    r = paired(a, b)
+    assert (r["questions"], r["only_arm"], r["only_other"]) == (4, 1, 1)
+    assert r["delta"] == 0.0 and r["p_value"] == 1.0
