@@ -18,7 +18,7 @@ from prefect import flow
 
 from flows.iterate import r3v_flow
 from r3v.config import load_config
-from r3v.experiment import ARMS, DEFAULT_NS, SEED_ARM, arm_overrides, experiment_dir
+from r3v.experiment import ARMS, DEFAULT_ARMS, DEFAULT_NS, SEED_ARM, arm_overrides, experiment_dir
 from r3v.run import init_run
 from tasks import adopt, experiment_report, scale
 
@@ -27,7 +27,7 @@ from tasks import adopt, experiment_report, scale
 def experiment_flow(config: str | None = None, overrides: list[str] | None = None, name: str = "experiment",
                     iterations: int = 3, arms: list[str] | None = None, ns: list[int] | None = None) -> str:
     """Run (or resume) an experiment in `<run.root>/<name>/`; returns the comparison Markdown."""
-    arms = list(arms or ARMS)
+    arms = list(arms or DEFAULT_ARMS)
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arms {unknown} (known: {', '.join(ARMS)})")

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
     s.add_argument("--name", default="experiment", help="folder under run.root (default: experiment)")
     s.add_argument("--iterations", type=int, default=3)
-    s.add_argument("--arms", nargs="+", help="default: all (seed, star, r3v, r3v-no-refine, r3v-no-select)")
+    s.add_argument("--arms", nargs="+", help="default: seed, star, r3v, r3v-no-refine, r3v-no-select; also r3v-checked")
     s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8], help="N values for test-time scaling")
     s.set_defaults(fn=cmd_experiment)
     s = sub.add_parser("scale", help="test-time compute scaling of a run's model")

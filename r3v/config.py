@@ -156,6 +156,12 @@ class RolloutConfig:
 class JudgeConfig:
     relaxed_tolerance: float = 0.05
     """Relative tolerance for non-integer numeric answers (ChartQA's relaxed accuracy)."""
+    check_reading: bool = False
+    """Also require, for a positive, that the rationale reads the scene right where the question
+    needs it (`r3v errors`' check against the scene's truth in the question metadata; reason
+    `wrong_reading`). A diagnostic for the embedded benchmark, not the paper's judge: real data
+    has no scene truth, and rows without it are judged on the answer alone. Evaluation always
+    judges the answer alone."""
 
 
 @dataclass(frozen=True)

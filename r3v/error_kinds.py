@@ -27,6 +27,7 @@ from collections import Counter
 
 from r3v.embedded.common import COLOURS
 from r3v.embedded.shapes import SHAPES
+from r3v.judge import Verdict, judge_for_question
 
 KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
 _READING = {"clevr_math": ("Objects", "objects"), "chart": ("Bars", "bars"), "table": ("Table", "table")}
@@ -68,6 +69,16 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
         read[name] = v if read.get(name, v) == v else None
     relevant = _named(question, list(truth)) or list(truth)
     return all(read.get(c) == truth[c] for c in relevant)
+
+
+def judge_checking_reading(text: str | None, question: dict, tolerance: float = 0.05) -> tuple[str | None, Verdict]:
+    """`judge_for_question`, and a right answer with a wrong reading of the scene is wrong
+    (`wrong_reading`): the judge of `judge.check_reading`. Without scene truth, the answer alone."""
+    ans, v = judge_for_question(text, question, tolerance)
+    if v.correct and reading_is_right(text or "", json.loads(question.get("metadata") or "{}"),
+                                      question["question"]) is False:
+        return ans, Verdict(False, "wrong_reading")
+    return ans, v
 
 
 def arithmetic_is_right(text: str) -> bool:

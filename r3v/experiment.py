@@ -43,15 +43,19 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     "r3v": [],
     "r3v-no-refine": ["train.lambda_ref=0"],
     "r3v-no-select": ["train.lambda_sel=0"],
+    # Not in the default set: R3V with positives that must also read the scene right (a diagnostic
+    # of false positives on the embedded benchmark; see JudgeConfig.check_reading).
+    "r3v-checked": ["judge.check_reading=true"],
 }
+DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select")
 DEFAULT_NS = (1, 3, 5, 8)
 
 # What an arm adopts: (table, partition keys); seed-arm parts first, then iteration-1 rollouts.
 SEED_PARTS = [("questions", {}), ("train_log", {"iteration": 0}), ("eval", {"iteration": 0}),
               ("eval_metrics", {"iteration": 0})] + [
     ("steps", {"iteration": 0, "step": s}) for s in ("prepare", "seed", "evaluate")]
-ROLLOUT_PARTS = [("rollouts", {"iteration": 1}), ("samples", {"iteration": 1}),
-                 ("steps", {"iteration": 1, "step": "sample"}), ("steps", {"iteration": 1, "step": "judge"})]
+ROLLOUT_PARTS = [("rollouts", {"iteration": 1}), ("steps", {"iteration": 1, "step": "sample"})]
+JUDGED_PARTS = [("samples", {"iteration": 1}), ("steps", {"iteration": 1, "step": "judge"})]
 
 
 def experiment_dir(cfg: Config, name: str) -> Path:
@@ -91,7 +95,9 @@ def adopt(arm_dir: str | Path, seed_dir: str | Path, donor_dir: str | Path | Non
                 and donor.cfg.model == arm.cfg.model)
         if same and done(donor, 1, "judge") is not None:
             arm.update_meta(adopted_rollouts_from=str(Path(donor_dir).resolve()))
-            for table, keys in ROLLOUT_PARTS:
+            # the judged pool too when the judge is the same; else the arm judges the rollouts itself
+            parts = ROLLOUT_PARTS + (JUDGED_PARTS if donor.cfg.judge == arm.cfg.judge else [])
+            for table, keys in parts:
                 _copy_partition(donor.store, arm.store, table, keys)
             adopted_rollouts = True
     return {"arm": arm.cfg.run.name, "adopted_rollouts": adopted_rollouts}

@@ -31,7 +31,7 @@ SAMPLE_SCHEMA = pa.schema(list(ROLLOUT_SCHEMA) + [
     ("answer", pa.string()),  # extracted final answer, null when unparsed
     ("gold", pa.string()),
     ("correct", pa.bool_()),
-    ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | bad_choice
+    ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | bad_choice | wrong_reading
 ])
 
 # Training sets: sets/iteration=<k>/kind=<sft|refine|select>/

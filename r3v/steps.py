@@ -120,15 +120,16 @@ def judge(run_dir: str, iteration: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "judge")
     if finished:
         return finished
+    from r3v.error_kinds import judge_checking_reading
     from r3v.judge import judge_for_question
     from r3v.schema import SAMPLE_SCHEMA
 
     qs = {q["id"]: q for q in run.questions("train")}
     rows = run.store.read("rollouts", iteration=iteration).to_pylist()
-    tol = run.cfg.judge.relaxed_tolerance
+    tol, check = run.cfg.judge.relaxed_tolerance, run.cfg.judge.check_reading
     for r in rows:
         q = qs[r["question_id"]]
-        ans, v = judge_for_question(r["rationale"], q, tol)
+        ans, v = (judge_checking_reading if check else judge_for_question)(r["rationale"], q, tol)
         r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
     run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
     n_pos = sum(r["correct"] for r in rows)

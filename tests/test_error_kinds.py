@@ -55,3 +55,19 @@ def test_arithmetic_chains():
     assert arithmetic_is_right("3 + 4 + 2 = 9. 9 - 4 = 5")
     assert not arithmetic_is_right("Total: 4. 3 + 5 + 1 = 8")
     assert arithmetic_is_right("no arithmetic here")
+
+
+def test_checking_judge_turns_lucky_positives_into_negatives():
+    from r3v.error_kinds import judge_checking_reading
+    from r3v.judge import Verdict, judge_for_question
+
+    q = {"question": SUM_Q, "answer": "100", "choices": None, "metadata": json.dumps(CHART)}
+    lucky = "Bars: red 40, blue 60, green 20. 40 + 60 = 100. Answer: 100"
+    right = "Bars: red 30, blue 70, green 20. 30 + 70 = 100. Answer: 100"
+    assert judge_for_question(lucky, q)[1].correct
+    assert judge_checking_reading(lucky, q) == ("100", Verdict(False, "wrong_reading"))
+    assert judge_checking_reading(right, q) == judge_for_question(right, q)
+    wrong = "Bars: red 30, blue 70. 30 + 70 = 90. Answer: 90"
+    assert judge_checking_reading(wrong, q) == judge_for_question(wrong, q)  # a wrong answer stays as judged
+    user = {**q, "metadata": None}  # no scene truth: the answer alone
+    assert judge_checking_reading(lucky, user) == judge_for_question(lucky, user)

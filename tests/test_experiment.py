@@ -5,7 +5,7 @@ from test_flow import OVERRIDES
 
 pytestmark = pytest.mark.slow
 
-ARMS = ["seed", "star", "r3v", "r3v-no-refine", "r3v-no-select"]
+ARMS = ["seed", "star", "r3v", "r3v-no-refine", "r3v-no-select", "r3v-checked"]
 BUDGET = 3  # optimizer steps per iteration, the same for every arm
 
 
@@ -43,6 +43,14 @@ def test_arms_share_the_seed_model_and_first_rollouts(exp_dir):
     for arm in ("r3v", "r3v-no-refine", "r3v-no-select"):
         assert Run.open(arms[arm]).meta["adopted_rollouts_from"] == str(arms["star"].resolve())
         assert q(arms[arm], "SELECT sample_id, rationale, correct FROM samples ORDER BY sample_id") == first
+    # r3v-checked judges the same rollouts itself: lucky positives become wrong_reading negatives
+    assert Run.open(arms["r3v-checked"]).meta["adopted_rollouts_from"] == str(arms["star"].resolve())
+    assert q(arms["r3v-checked"], "SELECT sample_id, rationale FROM samples ORDER BY sample_id") == [
+        {k: r[k] for k in ("sample_id", "rationale")} for r in first]
+    checked = {r["sample_id"]: r for r in q(arms["r3v-checked"], "SELECT sample_id, correct, judge_reason FROM samples")}
+    for r in first:
+        c = checked[r["sample_id"]]
+        assert c["correct"] == (r["correct"] and c["judge_reason"] != "wrong_reading")
     m0 = q(arms["seed"], "SELECT pass_at_1, select_at_n FROM metrics WHERE iteration = 0")
     for d in arms.values():
         assert q(d, "SELECT pass_at_1, select_at_n FROM metrics WHERE iteration = 0") == m0
