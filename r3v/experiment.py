@@ -13,8 +13,9 @@ Every arm uses the same seed model M_0, questions, sampling settings and trainin
 arms differ only in the loss weights. The seed arm trains M_0 once; the others adopt its
 questions, its M_0 (by path) and its iteration-0 evaluation, and the first trained arm's
 iteration-1 rollouts (sampled by the same M_0 with the same seeds, so identical for every arm),
-instead of recomputing them. A kind of set weighted 0 is left out of training, so STaR trains
-on the SFT set alone.
+instead of recomputing them (an arm with another judge, `r3v-checked`, adopts the rollouts and
+judges them itself). A kind of set weighted 0 is left out of training, so STaR trains on the SFT
+set alone.
 """
 
 from __future__ import annotations
