@@ -10,7 +10,7 @@ An experiment folder holds one ordinary run folder per arm (`arms/<arm>/`, each 
       scaling.parquet  scaling.png                   final model of each arm, N in ns
 
 Every arm uses the same seed model M_0, questions, sampling settings and training settings; the
-arms differ only in the loss weights. The seed arm trains M_0 once; the others adopt its
+arms differ only in the loss weights (and `r3v-checked` in its judge). The seed arm trains M_0 once; the others adopt its
 questions, its M_0 (by path) and its iteration-0 evaluation, and the first trained arm's
 iteration-1 rollouts (sampled by the same M_0 with the same seeds, so identical for every arm),
 instead of recomputing them (an arm with another judge, `r3v-checked`, adopts the rollouts and
@@ -194,7 +194,7 @@ def _paired_rows(exp_dir: Path, arms: list[str]) -> list[dict]:
     """Each trained arm's final model against the seed model, and R3V's against STaR's, question by
     question: a gain of a few points on 200 questions may be noise, and this says how likely."""
     final = {arm: _greedy(Store(exp_dir / "arms" / arm)) for arm in arms}
-    seed = _greedy(Store(exp_dir / "arms" / arms[0]), 0) if arms else {}
+    seed = _greedy(Store(exp_dir / "arms" / SEED_ARM), 0) if SEED_ARM in arms else {}
     pairs = [(arm, SEED_ARM, seed) for arm in arms if arm != SEED_ARM]
     if "r3v" in final and "star" in final:
         pairs.append(("r3v", "star", final["star"]))
