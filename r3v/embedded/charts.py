@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, to_png
+from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, patch_grid, to_png
 
 NAME = "chart"
 PREFIX = "chart"
@@ -65,10 +65,7 @@ def render(bars: list[Bar], size: int) -> bytes:
 
 
 def patch_classes(bars: list[Bar], size: int, patch: int) -> np.ndarray:
-    g = size // patch
-    centres = np.arange(g) * patch + patch / 2
-    cy, cx = np.meshgrid(centres, centres, indexing="ij")
-    out = np.full((g, g), "background", dtype=object)
+    cy, cx, out = patch_grid(size, patch)
     for b in bars:
         x0, y0, x1, y1 = _box(b, size)
         out[(cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)] = f"{b.colour} bar"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, Item, to_png
+from r3v.embedded.common import BACKGROUND, COLOURS, Item, patch_grid, to_png
 
 NAME = "clevr_math"
 PREFIX = "clevrmath"
@@ -122,10 +122,7 @@ def item(objs: list[Obj], qtype: str, rng: random.Random) -> Item:
 
 def patch_classes(objs: list[Obj], size: int, patch: int) -> np.ndarray:
     """[g, g] class names: the object whose box holds the patch centre, else background."""
-    g = size // patch
-    centres = np.arange(g) * patch + patch / 2
-    cy, cx = np.meshgrid(centres, centres, indexing="ij")
-    out = np.full((g, g), "background", dtype=object)
+    cy, cx, out = patch_grid(size, patch)
     for o in objs:
         out[(np.abs(cx - o.x) <= o.r) & (np.abs(cy - o.y) <= o.r)] = o.name
     return out
