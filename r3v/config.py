@@ -141,6 +141,34 @@ class SeedStageConfig:
 
 
 @dataclass(frozen=True)
+class VLLMConfig:
+    """The engine behind `rollout.backend=vllm` (r3v/rollout/vllm_backend.py)."""
+
+    adapters: Literal["lora", "merged"] = "lora"
+    """`lora`: the base model loads once per run and each iteration's adapter is served with a
+    `LoRARequest`; `merged`: each adapter is merged into the weights (saved beside it as
+    `<adapter>.merged/`) and the engine loads that model (for adapters vLLM cannot serve as
+    LoRA, e.g. on the vision tower)."""
+    release: Literal["auto", "sleep", "teardown", "keep"] = "auto"
+    """The engine while training runs: `sleep` (vLLM's sleep mode: weights to host memory, KV
+    cache freed; GPU only), `teardown` (shut down, rebuilt for the next rollout), `keep`;
+    `auto`: sleep where the platform supports it, else teardown."""
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 0
+    """0: the model's own."""
+    max_num_seqs: int = 0
+    """0: vLLM's default."""
+    max_num_batched_tokens: int = 0
+    """0: vLLM's default."""
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = False
+    max_lora_rank: int = 0
+    """0: from train.lora_r (rounded up to a rank vLLM accepts)."""
+    engine_args: dict[str, str] = field(default_factory=dict)
+    """Further `vllm.LLM(...)` keyword arguments; values are read as YAML scalars."""
+
+
+@dataclass(frozen=True)
 class RolloutConfig:
     backend: Literal["transformers", "vllm"] = "transformers"
     n: int = 3
@@ -149,7 +177,10 @@ class RolloutConfig:
     top_p: float = 1.0
     max_new_tokens: int = 72
     batch_size: int = 96
-    """Rows (question x sample) per generate call."""
+    """Rows (question x sample) per generate call (transformers; vLLM schedules its own batches)."""
+    stop: list[str] = field(default_factory=list)
+    """Stop strings: a completion ends before the first one (besides the model's end of turn)."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass(frozen=True)
@@ -228,6 +259,12 @@ class Config:
         for k in ("name", "root", "torch_threads"):
             d["run"].pop(k)
         d["model"].pop("cache_dir")
+        ro = d["rollout"]
+        ro["vllm"].pop("release")  # when the engine sleeps changes no sample
+        if ro["backend"] != "vllm":
+            ro.pop("vllm")
+        if not ro["stop"]:
+            ro.pop("stop")  # hashes of runs made before stop strings existed stay the same
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
@@ -251,6 +288,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return {str(k): str(v) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (arg,) = typing.get_args(tp)
+        return [_coerce(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:

@@ -69,8 +69,8 @@ class Run:
         from r3v.rollout import make_sampler
 
         adapter = self.adapter(iteration)
-        return make_sampler(self.cfg.rollout.backend, self.meta["base_model"], str(adapter) if adapter else None,
-                            self.cfg.model.dtype, self.cfg.rollout.batch_size)
+        return make_sampler(self.cfg.rollout, self.meta["base_model"], str(adapter) if adapter else None,
+                            self.cfg.model.dtype, max_lora_rank=self.cfg.train.lora_r, seed=self.cfg.run.seed)
 
     def model_ref(self, iteration: int) -> str:
         adapter = self.adapter(iteration)

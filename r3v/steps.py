@@ -95,14 +95,14 @@ def sample(run_dir: str, iteration: int) -> dict:
     if finished:
         return finished
     from r3v import prompts
-    from r3v.rollout import RolloutRequest, SamplingParams, sample_seeds
+    from r3v.rollout import RolloutRequest, sample_seeds, sampling_params
 
     cfg, rc = run.cfg, run.cfg.rollout
     questions = run.questions("train")
     sampler = run.sampler(iteration - 1)
     requests = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
                                sample_seeds(cfg.run.seed, iteration, q["id"], rc.n)) for q in questions]
-    outs = sampler.generate(requests, SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens))
+    outs = sampler.generate(requests, sampling_params(rc))
     ref = run.model_ref(iteration - 1)
     rows = [dict(sample_id=f"{req.key}#{iteration}#{i}", question_id=req.key, iteration=iteration, sample_index=i,
                  seed=req.seeds[i], prompt_kind="cot", rationale=c.text, finished=c.finished, model_ref=ref,
@@ -158,12 +158,14 @@ def train(run_dir: str, iteration: int) -> dict:
     if finished:
         return finished
     from r3v.models import add_lora, load_model, load_processor
+    from r3v.rollout import release
     from r3v.store import atomic_dir
     from r3v.train.data import encode_all, examples_from_sets
     from r3v.train.loop import LoopSpec
     from r3v.train.loop import train as train_loop
 
     cfg, tc = run.cfg, run.cfg.train
+    release(cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
     base = run.meta["base_model"]
     model, processor = load_model(base, cfg.model.dtype), load_processor(base)
     if tc.init == "continue" and iteration > 1:
@@ -206,14 +208,14 @@ def evaluate(run_dir: str, iteration: int) -> dict:
     if finished:
         return finished
     from r3v.evaluate import evaluate as run_eval
-    from r3v.rollout import SamplingParams
+    from r3v.rollout import sampling_params
     from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
 
     cfg, rc = run.cfg, run.cfg.rollout
     questions = _test_questions(run)
     sampler = run.sampler(iteration)
     preds, metrics = run_eval(sampler, questions, iteration, cfg.run.seed, cfg.eval.n,
-                              SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens), cfg.judge.relaxed_tolerance)
+                              sampling_params(rc), cfg.judge.relaxed_tolerance)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "evaluate", t0, {m["metric"]: round(m["value"], 4) for m in metrics})
@@ -227,13 +229,13 @@ def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> d
     if finished and tuple(finished.get("ns", ())) == ns:
         return finished
     from r3v.evaluate import evaluate as run_eval
-    from r3v.rollout import SamplingParams
+    from r3v.rollout import sampling_params
     from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
 
     cfg, rc = run.cfg, run.cfg.rollout
     questions = _test_questions(run)
     preds, metrics = run_eval(run.sampler(iteration), questions, iteration, cfg.run.seed, ns,
-                              SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens), cfg.judge.relaxed_tolerance)
+                              sampling_params(rc), cfg.judge.relaxed_tolerance)
     run.store.write("scaling_eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("scaling", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "scale", t0, {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}})

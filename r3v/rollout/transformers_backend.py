@@ -78,6 +78,8 @@ class TransformersSampler:
                 gens = [torch.Generator().manual_seed(requests[ri].seeds[si]) for ri, si in chunk]
                 kwargs["logits_processor"] = LogitsProcessorList(
                     [PerRowSampler(gens, params.temperature, params.top_p)])
+            if params.stop:
+                kwargs.update(stop_strings=list(params.stop), tokenizer=self.processor.tokenizer)
             out = self.model.generate(**enc, **kwargs)  # [B, L_prompt + L_new]
             new = out[:, enc["input_ids"].shape[1]:].cpu()  # [B, L_new]
             dt = (time.perf_counter() - t0) / len(chunk)
@@ -89,8 +91,17 @@ class TransformersSampler:
                 if finished:
                     ids = ids[:stop]
                 ids = [t for t in ids if t != self.pad_id]
-                text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                text = self.processor.tokenizer.decode(ids, skip_special_tokens=True)
+                text, stopped = cut_at_stop(text, params.stop)
+                finished = finished or stopped
+                text = text.strip()
                 results[ri][si] = Completion(text, finished, int(prompt_lens[b]), len(ids), dt)
             bar.update(len(chunk))
         bar.close()
         return results  # type: ignore[return-value]
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` up to the first stop string (excluded), and whether one was found."""
+    cut = min((i for i in (text.find(st) for st in stop if st) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
