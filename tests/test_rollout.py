@@ -63,3 +63,26 @@ def test_stop_strings_cut_the_completion(sampler):
     word = next(w for w in full[0][0].text.split() if len(w) > 2)  # a word the greedy completion writes
     cut = sampler.generate(reqs, SamplingParams(temperature=0.0, max_new_tokens=24, stop=(word,)))
     assert cut[0][0].finished and cut[0][0].text == full[0][0].text[:full[0][0].text.find(word)].strip()
+
+
+def test_vllm_backend_names_the_extra_when_vllm_is_missing(embedded_model):
+    import importlib.util
+
+    from r3v.config import RolloutConfig
+    from r3v.rollout import make_sampler
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here (tests/test_vllm.py covers the backend)")
+    with pytest.raises(ImportError, match=r'pip install "r3v\[vllm\]"'):
+        make_sampler(RolloutConfig(backend="vllm"), str(embedded_model), None, "float32")
+
+
+def test_vllm_settings_only_hash_when_vllm_is_the_backend():
+    from r3v.config import load_config
+
+    base = load_config()
+    assert load_config(None, ["rollout.vllm.max_num_seqs=8"]).hash() == base.hash()
+    on = load_config(None, ["rollout.backend=vllm"])
+    assert load_config(None, ["rollout.backend=vllm", "rollout.vllm.adapters=merged"]).hash() != on.hash()
+    assert load_config(None, ["rollout.backend=vllm", "rollout.vllm.release=keep"]).hash() == on.hash()
+    assert load_config(None, ["rollout.stop=['Question:']"]).hash() != base.hash()

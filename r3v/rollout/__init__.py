@@ -42,6 +42,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     seconds: float  # this completion's share of its batch's wall time
+    token_ids: tuple[int, ...] = ()  # the completion's tokens, without the end-of-sequence token
 
 
 class Sampler(Protocol):

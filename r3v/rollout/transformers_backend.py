@@ -95,7 +95,7 @@ class TransformersSampler:
                 text, stopped = cut_at_stop(text, params.stop)
                 finished = finished or stopped
                 text = text.strip()
-                results[ri][si] = Completion(text, finished, int(prompt_lens[b]), len(ids), dt)
+                results[ri][si] = Completion(text, finished, int(prompt_lens[b]), len(ids), dt, tuple(ids))
             bar.update(len(chunk))
         bar.close()
         return results  # type: ignore[return-value]

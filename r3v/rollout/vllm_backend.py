@@ -213,6 +213,7 @@ class VLLMSampler:
         from r3v.models import load_processor
 
         self.processor = load_processor(model_path)
+        self.eos_ids = eos_ids(model_path, self.processor.tokenizer)
         self.progress = progress
         self.lora: LoRARequest | None = None
         model = str(model_path)
@@ -270,9 +271,11 @@ class VLLMSampler:
                                    f"asked for {count}")
             for j, c in enumerate(comps):
                 finished = c.finish_reason == "stop"
-                n_tokens = len(c.token_ids) - (1 if finished and c.stop_reason is None else 0)  # the EOS
+                ids = tuple(c.token_ids)
+                if finished and c.stop_reason is None and ids and ids[-1] in self.eos_ids:
+                    ids = ids[:-1]
                 results[ri][first + j] = Completion(c.text.strip(), finished, len(out.prompt_token_ids),
-                                                    n_tokens, dt)
+                                                    len(ids), dt, ids)
         return results  # type: ignore[return-value]
 
 
@@ -282,3 +285,15 @@ def _lora_id(adapter: str) -> int:
 
     digest = hashlib.sha256(f"{Path(adapter).resolve()}|{_adapter_hash(adapter)}".encode()).digest()
     return 1 + int.from_bytes(digest[:4], "little") % (2**31 - 2)
+
+
+def eos_ids(model_path: str, tokenizer) -> set[int]:
+    """The ids that end a completion: the generation config's (one or several), else the tokenizer's."""
+    from transformers import GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except OSError:
+        eos = None
+    eos = eos if eos is not None else tokenizer.eos_token_id
+    return set(eos) if isinstance(eos, list | tuple) else {eos}
