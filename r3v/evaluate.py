@@ -41,7 +41,7 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
     ns = sorted({ns} if isinstance(ns, int) else set(ns))
     if not ns or ns[0] < 1:
         raise ValueError(f"sample counts must be >= 1, got {ns}")
-    greedy = SamplingParams(0.0, 1.0, params.max_new_tokens)
+    greedy = SamplingParams(0.0, 1.0, params.max_new_tokens, params.stop)
     cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
                           sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval")) for q in questions]
     greedy_out = sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)
