@@ -255,3 +255,18 @@ def test_a_trained_adapter_matches_transformers(flow_run, model, rc, requests_):
     ours = make_sampler(rc, model, trained, "float32", max_lora_rank=32, progress=False).generate(reqs, params)
     assert _texts(ours) == _texts(_transformers(model, trained, reqs, params))
     assert all(c.text for r in ours for c in r)
+
+
+def test_engine_settings(vc):
+    from r3v.rollout import vllm_backend as vb
+
+    assert [vb.lora_rank_for(r) for r in (1, 8, 9, 32, 33, 300)] == [1, 8, 16, 32, 64, 320]
+    with pytest.raises(ValueError, match="adapters=merged"):
+        vb.lora_rank_for(1024)
+    spec_kw = dict(model="m", dtype="float32", max_lora_rank=32, sleep_mode=False, gpu_memory_utilization=0.5,
+                   max_model_len=0, max_num_seqs=8, max_num_batched_tokens=0, tensor_parallel_size=1,
+                   enforce_eager=True, engine_args=(("swap_space", "0"), ("kv_cache_dtype", "auto")))
+    kw = vb.EngineSpec(**spec_kw).kwargs()
+    assert kw["enable_lora"] and kw["max_lora_rank"] == 32 and kw["max_loras"] == 1 and kw["max_num_seqs"] == 8
+    assert "max_model_len" not in kw and kw["swap_space"] == 0 and kw["kv_cache_dtype"] == "auto"
+    assert "enable_lora" not in vb.EngineSpec(**{**spec_kw, "max_lora_rank": 0}).kwargs()

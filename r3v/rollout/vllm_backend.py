@@ -20,9 +20,11 @@ KV cache freed; where the platform supports it) or is shut down, see `release`.
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,9 +182,7 @@ def merged_model(base: str, adapter: str, dtype: str) -> str:
     from r3v.models import load_model, load_processor, save_model
 
     if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
+        shutil.rmtree(out)  # from another base or an older adapter
     save_model(load_model(base, dtype, adapter), load_processor(base), out,
                extra_files={"r3v_merged.json": json.dumps(source)})
     return str(out)
@@ -192,8 +192,6 @@ def _adapter_hash(adapter: str) -> str:
     manifest = Path(adapter) / "manifest.json"
     if manifest.exists():
         return json.loads(manifest.read_text()).get("adapter_hash", "")
-    import hashlib
-
     return hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
 
 
@@ -281,8 +279,6 @@ class VLLMSampler:
 
 def _lora_id(adapter: str) -> int:
     """A positive int32 id for the adapter's content (vLLM keys its adapter cache by id)."""
-    import hashlib
-
     digest = hashlib.sha256(f"{Path(adapter).resolve()}|{_adapter_hash(adapter)}".encode()).digest()
     return 1 + int.from_bytes(digest[:4], "little") % (2**31 - 2)
 
