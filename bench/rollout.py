@@ -180,26 +180,19 @@ def main(argv=None) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
     if args.adapter:
         results = [bench_adapter(m, args) for m in args.models]
-        print(f"\n{'model':8} {'params':>8} {'LoRA':>9} {'merged':>9} {'merged/LoRA':>12}  (tokens/s, rank "
-              f"{args.adapter_rank})")
-        for r in results:
-            t = r["tokens_per_s"]
-            print(f"{r['model']:8} {r['parameters'] / 1e6:7.1f}M {t['lora']:9.1f} {t['merged']:9.1f} "
-                  f"{r['merged_over_lora']:12.2f}")
-        print(json.dumps(results, indent=2))
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
-        return
-    results = [bench_model(m, args) for m in args.models]
-    print(f"\n{'model':8} {'params':>8} {'raw vLLM':>10} {'r3v vLLM':>10} {'r3v HF':>9} {'b/a':>6} {'b/c':>6}  (tokens/s)")
+        header = f"{'LoRA':>9} {'merged':>9} {'merged/LoRA':>12}  (tokens/s, rank {args.adapter_rank})"
+        cells = lambda r, t: f"{t['lora']:9.1f} {t['merged']:9.1f} {r['merged_over_lora']:12.2f}"  # noqa: E731
+    else:
+        results = [bench_model(m, args) for m in args.models]
+        header = f"{'raw vLLM':>10} {'r3v vLLM':>10} {'r3v HF':>9} {'b/a':>6} {'b/c':>6}  (tokens/s)"
+        cells = lambda r, t: (f"{t['a_raw_vllm']:10.1f} {t['b_r3v_vllm']:10.1f} "  # noqa: E731
+                              f"{t['c_r3v_transformers']:9.1f} {r['b_over_a']:6.3f} {r['b_over_c']:6.2f}")
+    print(f"\n{'model':8} {'params':>8} {header}")
     for r in results:
-        t = r["tokens_per_s"]
-        print(f"{r['model']:8} {r['parameters'] / 1e6:7.1f}M {t['a_raw_vllm']:10.1f} {t['b_r3v_vllm']:10.1f} "
-              f"{t['c_r3v_transformers']:9.1f} {r['b_over_a']:6.3f} {r['b_over_c']:6.2f}")
+        print(f"{r['model']:8} {r['parameters'] / 1e6:7.1f}M {cells(r, r['tokens_per_s'])}")
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-
 
 if __name__ == "__main__":
     main()
