@@ -9,16 +9,19 @@
         evaluate M_k: pass@1, maj@N, oracle@N, select@N
 
 `r3v run CONFIG` runs this flow in-process; `flows/serve.py` serves it as deployment
-`r3v/iterate`. Each step is one task over the run folder; a retried run skips finished steps.
+`r3v/iterate`. Each step is one task over the run folder (the rollout: one task per shard,
+flows/rollout.py); a retried flow run skips finished steps and shards. One run folder has one
+writer: a second flow on the same folder is refused while the first holds its lock.
 """
 
 from __future__ import annotations
 
 from prefect import flow
 
+from flows.rollout import rollout
 from r3v.config import load_config
-from r3v.run import init_run
-from tasks import build_sets, evaluate, judge, prepare, report, sample, seed, train
+from r3v.run import clean_partials, init_run, run_lock
+from tasks import build_sets, evaluate, judge, prepare, report, seed, train
 
 
 def _flow_run_name() -> str:
@@ -47,15 +50,22 @@ def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_
         extra.append(f"run.iterations={iterations}")
     cfg = load_config(config, extra)
     run_dir = str(init_run(cfg))
+    with run_lock(run_dir, owner=_owner()):
+        clean_partials(run_dir)  # what a killed attempt was writing
+        prepare(run_dir)
+        seed(run_dir)  # M_0
+        if cfg.eval.evaluate_seed:
+            evaluate(run_dir, 0)
+        for k in range(1, cfg.run.iterations + 1):
+            rollout(run_dir, k, cfg.orchestration)  # N rationales per question with M_{k-1}, by shards
+            judge(run_dir, k)  # final answer vs gold -> positives / negatives in the pool
+            build_sets(run_dir, k)  # SFT, refine, select from the pool of iterations 1..k
+            train(run_dir, k)  # M_k = M_0 + LoRA trained on L_SFT + L_REF + L_SEL
+            evaluate(run_dir, k)  # pass@1, maj@N, oracle@N, select@N
+        return report(run_dir)
 
-    prepare(run_dir)
-    seed(run_dir)  # M_0
-    if cfg.eval.evaluate_seed:
-        evaluate(run_dir, 0)
-    for k in range(1, cfg.run.iterations + 1):
-        sample(run_dir, k)  # N rationales per question with M_{k-1}
-        judge(run_dir, k)  # final answer vs gold -> positives / negatives in the pool
-        build_sets(run_dir, k)  # SFT, refine, select from the pool of iterations 1..k
-        train(run_dir, k)  # M_k = M_0 + LoRA trained on L_SFT + L_REF + L_SEL
-        evaluate(run_dir, k)  # pass@1, maj@N, oracle@N, select@N
-    return report(run_dir)
+
+def _owner() -> dict:
+    from prefect.runtime import flow_run
+
+    return {"flow_run": flow_run.name, "flow_run_id": flow_run.id}

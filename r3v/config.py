@@ -236,6 +236,24 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class OrchestrationConfig:
+    """How the loop's work is laid out over processes. Not part of the config hash: none of it
+    changes what a run computes (each sample's seed is its own), so it may change on a resume."""
+
+    shard_size: int = 200
+    """Train questions per rollout shard (one mapped task each; a retry redoes only unfinished
+    shards). 0: one shard. An iteration keeps the shard layout it started with."""
+    task_runner: Literal["sequential", "dask"] = "sequential"
+    """`sequential`: shards one after another in the flow's process. `dask`: shards in parallel on a
+    Dask cluster (prefect-dask; `pip install "r3v[dask]"`): a local one of `workers` processes, or
+    the existing cluster at `address`."""
+    workers: int = 2
+    """Local Dask cluster: worker processes (one thread each; set run.torch_threads to cores / workers)."""
+    address: str = ""
+    """An existing Dask scheduler (`tcp://host:8786`); empty: start a local cluster for each rollout."""
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -245,6 +263,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
     # -- derived -----------------------------------------------------------------------
     @property
@@ -260,6 +279,7 @@ class Config:
         for k in ("name", "root", "torch_threads"):
             d["run"].pop(k)
         d["model"].pop("cache_dir")
+        d.pop("orchestration")  # where the work runs changes no result
         ro = d["rollout"]
         ro["vllm"].pop("release")  # when the engine sleeps changes no sample
         if ro["backend"] != "vllm":

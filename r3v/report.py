@@ -119,3 +119,27 @@ def write_report(run_dir: str | Path) -> str:
         md += "\n![losses](losses.png)\n"
     (run_dir / "results.md").write_text(md)
     return md
+
+
+def iteration_summary(run_dir: str | Path, iteration: int) -> tuple[list[dict], str]:
+    """What the Prefect UI shows after iteration k: the metrics rows of iterations 0..k (flat
+    values, for a table artifact) and a Markdown page with the accuracy plot (an embedded PNG),
+    the table and the set sizes."""
+    import base64
+    import tempfile
+
+    store = Store(run_dir)
+    rows = [r for r in store.query("SELECT * FROM metrics").to_pylist() if r["iteration"] <= iteration]
+    table = [{h: (None if r.get(c) is None else round(r[c], 4) if isinstance(r[c], float) else r[c])
+              for c, h, _ in COLUMNS} for r in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        plot(rows, Path(tmp) / "accuracy.png")
+        png = base64.b64encode((Path(tmp) / "accuracy.png").read_bytes()).decode()
+    sizes = store.query(f"SELECT kind, count(*) AS n FROM src_sets WHERE iteration = {int(iteration)} "
+                        "GROUP BY kind ORDER BY kind").to_pylist()
+    md = (f"# `{Path(run_dir).name}` after iteration {iteration}\n\n"
+          f"![accuracy by iteration](data:image/png;base64,{png})\n\n{markdown_table(rows)}\n\n"
+          + (f"Training sets of iteration {iteration}: " + ", ".join(f"{s['kind']} {s['n']}" for s in sizes)
+             if sizes else "No training sets at this iteration (the seed model).")
+          + f"\n\nRun folder: `{Path(run_dir).resolve()}` — query it with `r3v sql`.\n")
+    return table, md

@@ -10,8 +10,9 @@ import pyarrow as pa
 
 from r3v.datasets import QUESTION_SCHEMA
 
-# Raw generations of the rollout step, before judging: rollouts/iteration=<k>/
+# Raw generations of the rollout step, before judging: rollouts/iteration=<k>/shard=<j>/
 ROLLOUT_SCHEMA = pa.schema([
+    ("shard", pa.int32()),  # the rollout shard (a contiguous block of train questions) it came from
     ("sample_id", pa.string()),  # "<question_id>#<iteration>#<sample_index>"
     ("question_id", pa.string()),
     ("iteration", pa.int32()),
@@ -94,6 +95,21 @@ STEP_SCHEMA = pa.schema([
     ("info", pa.string()),  # JSON
 ])
 
+# One row per finished rollout shard, written after its rollouts: shards/iteration=<k>/shard=<j>/
+# (a retried run skips the shards listed here; `worker` and the times show who did which, when)
+SHARD_SCHEMA = pa.schema([
+    ("iteration", pa.int32()),
+    ("shard", pa.int32()),
+    ("questions", pa.int32()),
+    ("samples", pa.int32()),
+    ("first_question", pa.string()),
+    ("last_question", pa.string()),
+    ("seconds", pa.float64()),  # wall time of the shard, model load included
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("worker", pa.string()),  # host:pid of the process that sampled it
+])
+
 TABLES: dict[str, pa.Schema] = {
     "questions": QUESTION_SCHEMA,
     "rollouts": ROLLOUT_SCHEMA,
@@ -105,4 +121,5 @@ TABLES: dict[str, pa.Schema] = {
     "scaling_eval": EVAL_SCHEMA,  # test-time compute scaling: scaling_eval/iteration=<k>/
     "scaling": EVAL_METRIC_SCHEMA,  # scaling/iteration=<k>/: pass@1, maj@N, oracle@N, select@N for several N
     "steps": STEP_SCHEMA,
+    "shards": SHARD_SCHEMA,
 }

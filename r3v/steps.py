@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -89,16 +94,44 @@ def seed(run_dir: str) -> dict:
                                        "final_loss": logs[-1]["loss/total"], "base_model": str(out)})
 
 
-def sample(run_dir: str, iteration: int) -> dict:
-    """Sample N CoT rationales per train question with M_{k-1} -> rollouts/iteration=k."""
+def plan_shards(run_dir: str, iteration: int, shard_size: int | None = None) -> list[int]:
+    """The rollout shards of iteration k: blocks of `shard_size` train questions (default: the
+    run's orchestration.shard_size). The layout is fixed at its first call and kept in run.json,
+    so a retry made with another shard size finishes the layout it started."""
+    run = Run.open(run_dir)
+    plans = run.meta.get("rollout_shards", {})
+    if str(iteration) not in plans:
+        size = run.cfg.orchestration.shard_size if shard_size is None else shard_size
+        if size < 0:
+            raise ValueError(f"orchestration.shard_size must be >= 0, got {size}")
+        n = run.store.read("questions", split="train").num_rows
+        plans = {**plans, str(iteration): {"shard_size": size, "shards": max(1, -(-n // size)) if size else 1}}
+        run.update_meta(rollout_shards=plans)
+    return list(range(plans[str(iteration)]["shards"]))
+
+
+def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
+    """Sample N CoT rationales with M_{k-1} for the train questions of one shard ->
+    rollouts/iteration=k/shard=j, then its record in shards/ (a finished shard returns at once)."""
     run, finished, t0 = begin(run_dir, iteration, "sample")
     if finished:
-        return finished
+        return {"shard": shard, "done_before": True}
+    if run.store.exists("shards", iteration=iteration, shard=shard):
+        return {**run.store.read("shards", iteration=iteration, shard=shard).to_pylist()[0], "done_before": True}
     from r3v import prompts
     from r3v.rollout import RolloutRequest, sample_seeds, sampling_params
+    from r3v.schema import ROLLOUT_SCHEMA, SHARD_SCHEMA
 
+    plans = run.meta.get("rollout_shards", {})
+    if str(iteration) not in plans:
+        raise RuntimeError(f"iteration {iteration}: no shard layout in {run.dir / 'run.json'} (call plan_shards first)")
+    size, n_shards = plans[str(iteration)]["shard_size"], plans[str(iteration)]["shards"]
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"iteration {iteration}: shard {shard} is not one of the layout's {n_shards} shards")
+    started = datetime.now(UTC)
     cfg, rc = run.cfg, run.cfg.rollout
     questions = run.questions("train")
+    questions = questions[shard * size:(shard + 1) * size] if size else questions
     sampler = run.sampler(iteration - 1)
     requests = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
                                sample_seeds(cfg.run.seed, iteration, q["id"], rc.n)) for q in questions]
@@ -108,11 +141,35 @@ def sample(run_dir: str, iteration: int) -> dict:
                  seed=req.seeds[i], prompt_kind="cot", rationale=c.text, finished=c.finished, model_ref=ref,
                  prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds)
             for req, comps in zip(requests, outs) for i, c in enumerate(comps)]
-    from r3v.schema import ROLLOUT_SCHEMA
+    run.store.write("rollouts", pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), iteration=iteration, shard=shard)
+    facts = dict(questions=len(questions), samples=len(rows), first_question=questions[0]["id"] if questions else None,
+                 last_question=questions[-1]["id"] if questions else None, seconds=time.perf_counter() - t0,
+                 started_at=started, finished_at=datetime.now(UTC), worker=f"{socket.gethostname()}:{os.getpid()}")
+    run.store.write("shards", pa.Table.from_pylist([facts], schema=SHARD_SCHEMA), iteration=iteration, shard=shard)
+    log.info("iteration %d rollout shard %d/%d: %d samples in %.1fs", iteration, shard + 1, n_shards, len(rows),
+             facts["seconds"])
+    return {"shard": shard, **facts, "done_before": False}
 
-    run.store.write("rollouts", pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), iteration=iteration)
-    return record(run, iteration, "sample", t0, {"questions": len(questions), "samples": len(rows),
-                                                  "model_ref": ref})
+
+def sample(run_dir: str, iteration: int) -> dict:
+    """Sample N CoT rationales per train question with M_{k-1} -> rollouts/iteration=k/shard=*.
+
+    Runs the shards that are not finished yet (the flow runs them as mapped tasks first, so here
+    it only checks them) and records the step; its time is the shards' summed wall time."""
+    run, finished, t0 = begin(run_dir, iteration, "sample")
+    if finished:
+        return finished
+    shards = plan_shards(run_dir, iteration)
+    for j in shards:
+        sample_shard(run_dir, iteration, j)
+    recs = run.store.read("shards", iteration=iteration).to_pylist()
+    if sorted(r["shard"] for r in recs) != shards:
+        raise RuntimeError(f"iteration {iteration}: shard records {sorted(r['shard'] for r in recs)} do not match "
+                           f"the layout's shards {shards} ({run.dir / 'shards'})")
+    return record(run, iteration, "sample", t0, {
+        "questions": sum(r["questions"] for r in recs), "samples": sum(r["samples"] for r in recs),
+        "shards": len(shards), "model_ref": run.model_ref(iteration - 1)},
+        seconds=sum(r["seconds"] for r in recs) + time.perf_counter() - t0)
 
 
 def judge(run_dir: str, iteration: int) -> dict:
@@ -125,7 +182,8 @@ def judge(run_dir: str, iteration: int) -> dict:
     from r3v.schema import SAMPLE_SCHEMA
 
     qs = {q["id"]: q for q in run.questions("train")}
-    rows = run.store.read("rollouts", iteration=iteration).to_pylist()
+    # shards are contiguous blocks of questions: in shard order the rows are in question order
+    rows = sorted(run.store.read("rollouts", iteration=iteration).to_pylist(), key=lambda r: r["shard"])
     tol, check = run.cfg.judge.relaxed_tolerance, run.cfg.judge.check_reading
     for r in rows:
         q = qs[r["question_id"]]
@@ -152,8 +210,9 @@ def build_sets(run_dir: str, iteration: int) -> dict:
     return record(run, iteration, "build_sets", t0, sizes)
 
 
-def train(run_dir: str, iteration: int) -> dict:
-    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL with LoRA on M_0 -> checkpoints/iteration=k."""
+def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | None = None) -> dict:
+    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL with LoRA on M_0 -> checkpoints/iteration=k.
+    `progress(step, total)` is called after each optimizer step."""
     run, finished, t0 = begin(run_dir, iteration, "train")
     if finished:
         return finished
@@ -187,7 +246,8 @@ def train(run_dir: str, iteration: int) -> dict:
     spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
                     max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
                     group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration)
-    logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id)
+    on_step = (lambda rec: progress(rec["step"] + 1, rec["total_steps"])) if progress else None
+    logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=on_step)
     final = run.dir / "checkpoints" / f"iteration={iteration}"
     with atomic_dir(final) as tmp:
         model.save_pretrained(tmp)

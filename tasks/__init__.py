@@ -1,13 +1,15 @@
 """Prefect tasks: one thin task per step of the loop, each calling one r3v.steps function (and
 the experiment runner's adopt and report, calling r3v.experiment).
 
-Tasks pass the run folder (a string) and the iteration, never models or big objects. Resuming is
-the steps' own: each records its completion in the store, so a retried flow run skips finished
-steps without relying on Prefect's result cache.
+Tasks pass the run folder (a string), the iteration and the shard, never models or big objects.
+Resuming has two layers: each step records its completion in the store (the truth: a step that
+finds its record returns it at once, with or without Prefect), and each task's result is
+persisted under a cache key of (run id, config hash, iteration, step, shard), so a retried flow
+run shows finished tasks as Cached without running them.
 """
 
 from tasks.experiment import adopt, experiment_report
-from tasks.steps import build_sets, evaluate, judge, prepare, report, sample, scale, seed, train
+from tasks.steps import build_sets, evaluate, judge, prepare, report, sample, sample_shard, scale, seed, train
 
-__all__ = ["prepare", "seed", "sample", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
+__all__ = ["prepare", "seed", "sample_shard", "sample", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
            "experiment_report"]

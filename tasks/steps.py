@@ -1,12 +1,40 @@
-"""The loop's steps as Prefect tasks (see tasks/__init__.py)."""
+"""The loop's steps as Prefect tasks (see tasks/__init__.py).
+
+Cache keys: (run id, config hash, iteration, step, shard). A retried flow run finds the results
+of finished tasks under their keys (they show as Cached); the run id is new for every run folder
+created, so a deleted and recreated run never meets an old result.
+"""
 
 from __future__ import annotations
 
+import re
+import time
+
 from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from r3v import report as r3v_report
 from r3v import steps
+from r3v.run import run_meta
+
+
+def cache_key(step: str):
+    def key(_context, p: dict) -> str:
+        meta = run_meta(p["run_dir"])
+        return (f"r3v-{meta['run_id']}-{meta['config_hash']}-it{p.get('iteration', 0)}-{step}"
+                f"-shard{p.get('shard', 'all')}")
+    return key
+
+
+def step_task(step: str, run_name: str | None = None):
+    """A task for one step: named `<step>-it<k>[-shard<j>]` in the UI, cached under cache_key(step)."""
+    return task(name=step, task_run_name=run_name or step, cache_key_fn=cache_key(step), persist_result=True)
 
 
 def _log(step: str, facts: dict) -> dict:
@@ -14,48 +42,82 @@ def _log(step: str, facts: dict) -> dict:
     return facts
 
 
-@task(name="prepare", cache_policy=NO_CACHE)
+def artifact_key(run_dir: str, what: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) for this run."""
+    name = re.sub(r"[^a-z0-9]+", "-", run_dir.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-")
+    return f"r3v-{name}-{what}"
+
+
+class Progress:
+    """A progress artifact in the Prefect UI (made at the first update), updated at most every
+    `every` seconds and at the end."""
+
+    def __init__(self, description: str, every: float = 2.0):
+        self.description, self.every, self.last, self.id = description, every, 0.0, None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.id is None:
+            self.id = create_progress_artifact(progress=0.0, description=self.description)
+        if done >= total or now - self.last >= self.every:
+            update_progress_artifact(self.id, progress=100.0 * done / max(1, total))
+            self.last = now
+
+
+@step_task("prepare")
 def prepare(run_dir: str) -> dict:
     return _log("prepare", steps.prepare(run_dir))
 
 
-@task(name="seed", cache_policy=NO_CACHE)
+@step_task("seed")
 def seed(run_dir: str) -> dict:
     return _log("seed", steps.seed(run_dir))
 
 
-@task(name="sample", task_run_name="sample-it{iteration}", cache_policy=NO_CACHE)
+@step_task("sample_shard", "sample-it{iteration}-shard{shard}")
+def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
+    return _log("sample_shard", steps.sample_shard(run_dir, iteration, shard))
+
+
+@step_task("sample", "sample-it{iteration}")
 def sample(run_dir: str, iteration: int) -> dict:
     return _log("sample", steps.sample(run_dir, iteration))
 
 
-@task(name="judge", task_run_name="judge-it{iteration}", cache_policy=NO_CACHE)
+@step_task("judge", "judge-it{iteration}")
 def judge(run_dir: str, iteration: int) -> dict:
     return _log("judge", steps.judge(run_dir, iteration))
 
 
-@task(name="build_sets", task_run_name="build_sets-it{iteration}", cache_policy=NO_CACHE)
+@step_task("build_sets", "build_sets-it{iteration}")
 def build_sets(run_dir: str, iteration: int) -> dict:
     return _log("build_sets", steps.build_sets(run_dir, iteration))
 
 
-@task(name="train", task_run_name="train-it{iteration}", cache_policy=NO_CACHE)
+@step_task("train", "train-it{iteration}")
 def train(run_dir: str, iteration: int) -> dict:
-    return _log("train", steps.train(run_dir, iteration))
+    progress = Progress(f"Training M_{iteration} (optimizer steps)")
+    return _log("train", steps.train(run_dir, iteration, progress=progress))
 
 
-@task(name="evaluate", task_run_name="evaluate-it{iteration}", cache_policy=NO_CACHE)
+@step_task("evaluate", "evaluate-it{iteration}")
 def evaluate(run_dir: str, iteration: int) -> dict:
-    return _log("evaluate", steps.evaluate(run_dir, iteration))
+    facts = _log("evaluate", steps.evaluate(run_dir, iteration))
+    table, md = r3v_report.iteration_summary(run_dir, iteration)
+    create_table_artifact(table, key=artifact_key(run_dir, "metrics"),
+                          description=f"Metrics by iteration, up to iteration {iteration}")
+    create_markdown_artifact(md, key=artifact_key(run_dir, "report"),
+                             description=f"Accuracy plot and set sizes after iteration {iteration}")
+    return facts
 
 
-@task(name="report", cache_policy=NO_CACHE)
+@task(name="report", cache_policy=NO_CACHE)  # cheap, and rewritten whenever the run is resumed
 def report(run_dir: str) -> str:
     md = r3v_report.write_report(run_dir)
     get_run_logger().info("report written to %s/results.md", run_dir)
     return md
 
 
-@task(name="scale", task_run_name="scale-it{iteration}", cache_policy=NO_CACHE)
+@task(name="scale", task_run_name="scale-it{iteration}", cache_policy=NO_CACHE)  # redone for other N
 def scale(run_dir: str, iteration: int, ns: list[int]) -> dict:
     return _log("scale", steps.scale(run_dir, iteration, tuple(ns)))

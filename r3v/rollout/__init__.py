@@ -77,8 +77,17 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
         from r3v.models import load_model, load_processor
         from r3v.rollout.transformers_backend import TransformersSampler
 
-        return TransformersSampler(load_model(model_path, dtype, adapter), load_processor(model_path),
-                                   batch_size=rc.batch_size, progress=progress)
+        # The last one is kept for the process: rollout shards (and the next iteration's rollout,
+        # after evaluating the same model) reuse the loaded model. The adapter's file time is in
+        # the key, so a retrained adapter at the same path is loaded anew.
+        stamp = _adapter_stamp(adapter)
+        key = (model_path, adapter, stamp, dtype, rc.batch_size, progress)
+        if _SAMPLER.get("key") != key:
+            _SAMPLER.clear()
+            _SAMPLER.update(key=key, sampler=TransformersSampler(
+                load_model(model_path, dtype, adapter), load_processor(model_path),
+                batch_size=rc.batch_size, progress=progress))
+        return _SAMPLER["sampler"]
     if rc.backend == "vllm":
         from r3v.rollout.vllm_backend import VLLMSampler
 
@@ -87,11 +96,23 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
     raise ValueError(f"unknown rollout.backend {rc.backend!r}")
 
 
-def release(rc: RolloutConfig) -> None:
-    """Before training: let the rollout engine free the accelerator (rollout.vllm.release).
+_SAMPLER: dict = {}  # the process's last transformers sampler: {"key": ..., "sampler": ...}
 
-    A no-op for the transformers backend and when no vLLM engine was started in this process.
+
+def _adapter_stamp(adapter: str | None) -> float | None:
+    if adapter is None:
+        return None
+    from pathlib import Path
+
+    files = list(Path(adapter).glob("*.safetensors")) or [Path(adapter)]
+    return max(f.stat().st_mtime_ns for f in files)
+
+
+def release(rc: RolloutConfig) -> None:
+    """Before training: let the rollout engine free the accelerator (rollout.vllm.release), and
+    drop the process's cached transformers sampler. A no-op when nothing was loaded.
     """
+    _SAMPLER.clear()
     backend = sys.modules.get("r3v.rollout.vllm_backend")
     if rc.backend == "vllm" and backend is not None:
         backend.release(backend.release_mode(rc.vllm))

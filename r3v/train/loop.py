@@ -98,7 +98,7 @@ def train(model, data: Sequence[Encoded], spec: LoopSpec, weights: dict[str, flo
         sched.step()
         opt.zero_grad(set_to_none=True)
         rec = {"step": step, "epoch": (step + 1) / steps_per_epoch, "lr": sched.get_last_lr()[0],
-               "grad_norm": float(grad_norm), "seconds": time.perf_counter() - t0, **acc}
+               "grad_norm": float(grad_norm), "seconds": time.perf_counter() - t0, "total_steps": total, **acc}
         records.append(rec)
         bar.set_postfix(loss=f"{acc['loss/total']:.3f}")
         if on_step:
