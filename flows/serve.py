@@ -19,9 +19,12 @@ from flows.experiment import experiment_flow  # noqa: E402
 from flows.iterate import r3v_flow  # noqa: E402
 
 
+def deployments() -> list:
+    return [r3v_flow.to_deployment(name="iterate"), experiment_flow.to_deployment(name="experiment")]
+
+
 def serve(limit: int | None = None) -> None:
-    prefect_serve(r3v_flow.to_deployment(name="iterate"), experiment_flow.to_deployment(name="experiment"),
-                  limit=limit)
+    prefect_serve(*deployments(), limit=limit)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
     cfg = load_config(config, overrides)  # fail fast on a bad config, before Prefect starts
     _prefect_env()
     from flows.iterate import r3v_flow
+    from r3v.run import RunConfigMismatch, RunLocked
 
     print(f"r3v: run {cfg.run_dir} (config hash {cfg.hash()})", flush=True)
-    md = r3v_flow(config=config, overrides=overrides)
+    try:
+        md = r3v_flow(config=config, overrides=overrides)
+    except (RunLocked, RunConfigMismatch) as e:
+        print(f"r3v: {e}", file=sys.stderr)
+        return 2
     print(md)
     print(f"r3v: results in {cfg.run_dir}/results.md, plot {cfg.run_dir}/accuracy.png")
     print(f"r3v: inspect with: r3v sql {cfg.run_dir} \"SELECT * FROM metrics\"")

@@ -1,0 +1,172 @@
+"""Orchestration pieces that need no model: the run lock, the shard layout, cache keys, the
+deployment and docker-compose files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from r3v.config import load_config
+from r3v.run import RunLocked, clean_partials, init_run, run_lock, run_meta
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lock_refuses_a_second_writer_and_goes_with_a_killed_holder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from r3v.run import run_lock\n"
+         "with run_lock(sys.argv[1], owner={'flow_run': 'first'}):\n    print('held', flush=True); time.sleep(600)",
+         str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked, match=rf"pid {holder.pid}.*flow_run first.*one writer"):
+            with run_lock(tmp_path):
+                pass
+        os.kill(holder.pid, signal.SIGKILL)  # a crashed run: its lock must not stay
+        holder.wait(10)
+        with run_lock(tmp_path, owner={"flow_run": "second"}) as info:
+            assert info["pid"] == os.getpid()
+            assert json.loads((tmp_path / ".lock").read_text())["flow_run"] == "second"
+            with pytest.raises(RunLocked):  # the same process, a second writer: refused too
+                with run_lock(tmp_path):
+                    pass
+        with run_lock(tmp_path):  # released on exit
+            pass
+    finally:
+        holder.kill()
+
+
+def test_clean_partials_removes_only_hidden_temporaries(tmp_path):
+    (tmp_path / "rollouts" / "iteration=1" / ".tmp-shard=2-abcd").mkdir(parents=True)
+    (tmp_path / "rollouts" / "iteration=1" / "shard=1").mkdir()
+    (tmp_path / "checkpoints" / ".old-iteration=1-ef01").mkdir(parents=True)
+    assert clean_partials(tmp_path) == 2
+    assert [p.name for p in (tmp_path / "rollouts" / "iteration=1").iterdir()] == ["shard=1"]
+
+
+def _run_with_questions(tmp_path, n_train: int, *overrides: str) -> str:
+    import pyarrow as pa
+
+    from r3v.datasets import QUESTION_SCHEMA
+    from r3v.run import Run
+
+    cfg = load_config(overrides=[f"run.root={tmp_path}", "run.name=r", *overrides])
+    run_dir = init_run(cfg)
+    rows = [{"id": f"q{i}", "split": "train"} for i in range(n_train)]
+    table = pa.Table.from_pylist(rows, schema=pa.schema([QUESTION_SCHEMA.field("id"), QUESTION_SCHEMA.field("split")]))
+    cols = {f.name: table.column(f.name) if f.name in table.schema.names else pa.nulls(n_train, f.type)
+            for f in QUESTION_SCHEMA}
+    Run.open(run_dir).store.write("questions", pa.table(cols, schema=QUESTION_SCHEMA), split="train")
+    return str(run_dir)
+
+
+def test_shard_layout_is_kept_for_the_iteration_it_started(tmp_path):
+    from r3v.steps import plan_shards
+
+    run_dir = _run_with_questions(tmp_path, 10, "orchestration.shard_size=4")
+    assert plan_shards(run_dir, 1) == [0, 1, 2]  # 4 + 4 + 2
+    assert plan_shards(run_dir, 1, shard_size=3) == [0, 1, 2]  # a retry with another size keeps the layout
+    assert plan_shards(run_dir, 2, shard_size=3) == [0, 1, 2, 3]  # a new iteration takes the new size
+    assert plan_shards(run_dir, 3, shard_size=0) == [0]
+    assert run_meta(run_dir)["rollout_shards"]["1"] == {"shard_size": 4, "shards": 3}
+
+
+def test_orchestration_is_not_part_of_the_config_hash(tmp_path):
+    a = load_config(overrides=[f"run.root={tmp_path}"])
+    b = load_config(overrides=[f"run.root={tmp_path}", "orchestration.shard_size=7", "orchestration.task_runner=dask",
+                               "orchestration.workers=4"])
+    assert a.hash() == b.hash()
+    init_run(a)
+    assert init_run(b) == a.run_dir.resolve()  # a resume may change where the work runs
+
+
+def test_cache_keys_name_run_config_iteration_step_and_shard(tmp_path):
+    from tasks.steps import cache_key
+
+    run_dir = _run_with_questions(tmp_path, 2)
+    meta = run_meta(run_dir)
+    key = cache_key("sample_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5})
+    assert key == f"r3v-{meta['run_id']}-{meta['config_hash']}-it2-sample_shard-shard5"
+    assert cache_key("seed")(None, {"run_dir": run_dir}).endswith("-it0-seed-shardall")
+    # a recreated folder is a new run: its keys never meet the old run's results
+    old = cache_key("seed")(None, {"run_dir": run_dir})
+    shutil.rmtree(run_dir)
+    assert cache_key("seed")(None, {"run_dir": _run_with_questions(tmp_path, 2)}) != old
+
+
+def test_prefect_yaml_deploys_the_flow_to_three_kinds_of_pool():
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    assert set(deployments) == {"iterate-process", "iterate-docker", "iterate-k8s"}
+    for d in deployments.values():
+        path, fn = d["entrypoint"].split(":")
+        assert (ROOT / path).exists()
+        assert set(d["parameters"]) == {"config", "overrides", "run_name", "iterations"}
+        assert (ROOT / d["parameters"]["config"]).exists()
+    flow = load_flow_from_entrypoint(str(ROOT / deployments["iterate-process"]["entrypoint"]))
+    assert flow.name == "r3v"
+    assert set(flow.parameters.properties) == {"config", "overrides", "run_name", "iterations"}
+    assert deployments["iterate-docker"]["work_pool"]["job_variables"]["image"] == "{{ $R3V_IMAGE }}"
+
+
+def test_docker_compose_names_only_what_exists():
+    """docker-compose.yml cannot run here (no Docker engine): check everything it names."""
+    from r3v.cli import main  # noqa: F401 (the worker's command is this CLI)
+
+    text = (ROOT / "docker-compose.yml").read_text()
+    spec = yaml.safe_load(text)
+    services = spec["services"]
+    assert set(services) == {"postgres", "prefect-server", "worker"}
+    # no secrets: every credential is a variable with a documented default
+    for var in re.findall(r"\$\{(R3V_[A-Z_]+):-[^}]*\}", text):
+        assert var in (ROOT / "README.md").read_text(), f"{var} is not documented in the README"
+    assert "PASSWORD: prefect" not in text and re.search(r"PASSWORD: \$\{R3V_PG_PASSWORD:-", text)
+    worker = services["worker"]
+    assert worker["build"] == "." and (ROOT / "Dockerfile").exists()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():  # everything the image copies exists
+        if line.startswith("COPY "):
+            for src in line.split()[1:-1]:
+                assert (ROOT / src).exists(), f"Dockerfile copies {src}, which is not in the repo"
+    assert worker["command"] == "r3v serve"
+    assert "serve" in subprocess.run([sys.executable, "-m", "r3v.cli", "--help"], capture_output=True,
+                                     text=True, check=True).stdout
+    assert services["prefect-server"]["command"].startswith("prefect server start")
+    gpu = worker["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
+    named_volumes = set(spec["volumes"])
+    for svc in services.values():
+        for v in svc.get("volumes", []):
+            assert v.split(":")[0] in named_volumes
+        for dep in svc.get("depends_on", []):
+            assert dep in services
+    assert worker["environment"]["PREFECT_API_URL"].startswith("http://prefect-server:4200")
+
+
+def test_served_deployment_is_r3v_iterate():
+    from flows.serve import deployments
+
+    names = [f"{d.flow_name}/{d.name}" for d in deployments()]
+    assert "r3v/iterate" in names
+
+
+def test_dask_runner_needs_its_extra_or_says_so(monkeypatch):
+    from flows.rollout import task_runner
+    from r3v.config import OrchestrationConfig
+
+    assert task_runner(OrchestrationConfig()) is None
+    runner = task_runner(OrchestrationConfig(task_runner="dask", workers=2))
+    assert runner.__class__.__name__ == "DaskTaskRunner"
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)
+    with pytest.raises(ImportError, match=r'pip install "r3v\[dask\]"'):
+        task_runner(OrchestrationConfig(task_runner="dask"))

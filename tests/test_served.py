@@ -1,0 +1,273 @@
+"""Resume after a crash, against a real Prefect server with real processes.
+
+The commands are docker-compose.yml's, run outside Docker: `prefect server start` (on loopback,
+started here) and the worker's `r3v serve`. A flow run of deployment `r3v/iterate` is killed with
+SIGKILL in the middle of its rollout, retried with `prefect flow-run retry` (what the UI's Retry
+does: the run is scheduled again and the served runner picks it up), killed again in the middle
+of training, and retried again. It must end with exactly the rows of an uninterrupted run, with
+no row twice and without redoing finished shards. A Dask task runner of 2 local workers runs the
+same rollout shards in parallel with the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+OVERRIDES = [
+    "run.iterations=1", "run.torch_threads=1", "data.embedded.n_seed=200", "data.embedded.n_train=24",
+    "data.embedded.n_test=12", "seed.steps=100", "seed.batch_size=16", "train.max_steps=40", "train.batch_size=8",
+    "train.grad_accum=1", "rollout.max_new_tokens=64", "orchestration.shard_size=4",  # 6 shards of 4 questions
+]
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(cond, timeout: float, what: str, every: float = 0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+
+
+class Server:
+    def __init__(self, home: Path):
+        compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+        self.server_cmd = compose["prefect-server"]["command"].split()[:3]  # prefect server start
+        self.worker_cmd = compose["worker"]["command"].split()  # r3v serve
+        port = _free_port()
+        self.api = f"http://127.0.0.1:{port}/api"
+        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.api,
+                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                    "PYTHONUNBUFFERED": "1"}
+        self.env.pop("PREFECT_API_KEY", None)
+        self.logs = home / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen] = []
+        self.start([str(BIN / self.server_cmd[0]), *self.server_cmd[1:], "--host", "127.0.0.1", "--port", str(port)],
+                   "server")
+        _wait(self.healthy, 180, "the Prefect server", every=0.5)
+
+    def start(self, cmd: list[str], name: str) -> subprocess.Popen:
+        out = open(self.logs / f"{name}.log", "ab")
+        p = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=ROOT, env=self.env, capture_output=True,
+                              text=True, check=check, timeout=300)
+
+    def flow_run(self, run_id: str) -> dict:
+        return httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=10).json()
+
+    def state(self, run_id: str) -> str:
+        return self.flow_run(run_id)["state"]["type"]
+
+    def task_runs(self, run_id: str) -> list[dict]:
+        body = {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200}
+        return httpx.post(f"{self.api}/task_runs/filter", json=body, timeout=10).json()
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("prefect-home"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, cache_dir, embedded_model):
+    return tmp_path_factory.mktemp("runs"), [*OVERRIDES, f"model.cache_dir={cache_dir}"]
+
+
+@pytest.fixture(scope="module")
+def reference(server, runs):
+    """The same run, uninterrupted, from `r3v run` against the same server."""
+    root, overrides = runs
+    out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=reference")
+    assert "| 1 |" in out.stdout
+    return root / "reference"
+
+
+def _lock_pid(run_dir: Path) -> int | None:
+    try:
+        return json.loads((run_dir / ".lock").read_text() or "{}").get("pid")
+    except (OSError, ValueError):
+        return None
+
+
+def _kill_flow_process(server: Server, run_dir: Path, flow_run_id: str) -> float:
+    pid = _lock_pid(run_dir)  # the lock names the process that runs the flow
+    assert pid, "no flow process holds the run lock"
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    _wait(lambda: server.state(flow_run_id) in TERMINAL, 120, "the runner to report the killed flow run", 0.5)
+    assert server.state(flow_run_id) == "CRASHED"
+    return killed_at
+
+
+def _retry(server: Server, flow_run_id: str) -> None:
+    out = server.cli("prefect", "flow-run", "retry", flow_run_id)
+    assert "scheduled for retry" in out.stdout
+    _wait(lambda: server.state(flow_run_id) == "RUNNING", 120, "the retried flow run to start", 0.2)
+
+
+@pytest.fixture(scope="module")
+def crashed(server, runs, reference):
+    """Deployment run killed mid-rollout and mid-training, retried each time, to completion."""
+    root, overrides = runs
+    run_dir = root / "crashed"
+    server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker")
+    params = json.dumps({"overrides": [*overrides, f"run.root={root}"], "run_name": "crashed"})
+    deadline = time.monotonic() + 120
+    while True:  # the served deployment appears once `r3v serve` has registered it
+        out = server.cli("prefect", "deployment", "run", "r3v/iterate", "--params", params, check=False)
+        if out.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert out.returncode == 0, out.stdout + out.stderr
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
+    facts: dict = {"flow_run_id": flow_run_id, "run_dir": run_dir}
+
+    # 1. SIGKILL once the first rollout shard is written (the flow is then inside the rollout)
+    shards_dir = run_dir / "shards" / "iteration=1"
+    _wait(lambda: shards_dir.is_dir() and any(shards_dir.glob("shard=*")), 600, "the first rollout shard")
+    from r3v.run import RunLocked, run_lock
+
+    with pytest.raises(RunLocked, match=r"pid \d+.*flow_run"):  # one writer: a second run is refused
+        with run_lock(run_dir):
+            pass
+    second = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=crashed", check=False)
+    assert second.returncode == 2 and "one writer" in second.stderr, second.stdout + second.stderr
+    facts["kill_rollout_at"] = _kill_flow_process(server, run_dir, flow_run_id)
+    from r3v.store import Store
+
+    facts["shards_before"] = {r["shard"]: r for r in Store(run_dir).read("shards", iteration=1).to_pylist()}
+    assert 0 < len(facts["shards_before"]) < 6, "the kill did not land inside the rollout"
+    assert not (run_dir / "steps" / "iteration=1" / "step=sample").exists()
+
+    # 2. retry; SIGKILL again while training M_1
+    _retry(server, flow_run_id)
+    _wait(lambda: (run_dir / "steps" / "iteration=1" / "step=build_sets").is_dir(), 600, "the sets of iteration 1")
+    time.sleep(2.0)
+    facts["kill_train_at"] = _kill_flow_process(server, run_dir, flow_run_id)
+    assert not (run_dir / "checkpoints" / "iteration=1").exists(), "the kill did not land inside training"
+    assert not (run_dir / "steps" / "iteration=1" / "step=train").exists()
+
+    # 3. retry to completion
+    _retry(server, flow_run_id)
+    _wait(lambda: server.state(flow_run_id) in TERMINAL, 900, "the retried flow run to finish", 0.5)
+    facts["state"] = server.state(flow_run_id)
+    facts["task_runs"] = server.task_runs(flow_run_id)
+    return facts
+
+
+def _rows(run_dir: Path, sql: str) -> list[dict]:
+    from r3v.store import Store
+
+    return Store(run_dir).query(sql).to_pylist()
+
+
+SAMPLES = "SELECT sample_id, seed, rationale, answer, correct, judge_reason FROM samples ORDER BY sample_id"
+
+
+def test_killed_twice_and_retried_the_iteration_completes(crashed, server):
+    assert crashed["state"] == "COMPLETED", (server.logs / "worker.log").read_text()[-4000:]
+    assert server.flow_run(crashed["flow_run_id"])["run_count"] == 3
+    assert _rows(crashed["run_dir"], "SELECT iteration FROM metrics ORDER BY 1") == [{"iteration": 0}, {"iteration": 1}]
+
+
+def test_same_rows_as_an_uninterrupted_run_and_none_twice(crashed, reference):
+    run_dir = crashed["run_dir"]
+    assert _rows(run_dir, SAMPLES) == _rows(reference, SAMPLES)
+    counts = _rows(run_dir, "SELECT count(*) AS n, count(DISTINCT sample_id) AS d FROM samples")[0]
+    assert counts == {"n": 72, "d": 72}
+    assert _rows(run_dir, "SELECT count(*) AS n FROM src_rollouts")[0]["n"] == 72
+    sets = "SELECT kind, example_id, target FROM sets ORDER BY kind, example_id"
+    assert _rows(run_dir, sets) == _rows(reference, sets)
+    # training was redone from its start after the kill: the same adapter as the uninterrupted run
+    manifest = lambda d: json.loads((d / "checkpoints" / "iteration=1" / "manifest.json").read_text())  # noqa: E731
+    assert manifest(run_dir)["adapter_hash"] == manifest(reference)["adapter_hash"]
+    assert _rows(run_dir, "SELECT * FROM metrics")[1]["pass_at_1"] == _rows(reference, "SELECT * FROM metrics")[1]["pass_at_1"]
+    assert not list(run_dir.rglob(".tmp-*")), "a killed write's temporary folder was left"
+
+
+def test_finished_shards_were_not_recomputed(crashed):
+    before = crashed["shards_before"]
+    after = {r["shard"]: r for r in _rows(crashed["run_dir"], "SELECT * FROM src_shards WHERE iteration = 1")}
+    assert sorted(after) == list(range(6))
+    for j, rec in before.items():  # finished before the kill: the very same record, written by the first attempt
+        assert after[j]["finished_at"] == rec["finished_at"] and after[j]["worker"] == rec["worker"]
+        assert rec["finished_at"].timestamp() < crashed["kill_rollout_at"]
+    redone = [j for j in after if j not in before]
+    assert all(after[j]["finished_at"].timestamp() > crashed["kill_rollout_at"] for j in redone)
+    assert {after[j]["worker"] for j in redone}.isdisjoint({rec["worker"] for rec in before.values()})
+    share = len(redone) / len(after)
+    print(f"\nSIGKILL mid-rollout: {len(before)} of {len(after)} shards finished before the kill; the retry "
+          f"sampled {len(redone)} ({share:.0%} of the rollout), each once")
+
+
+def test_retries_show_finished_tasks_as_cached(crashed):
+    runs = crashed["task_runs"]
+    by_name: dict[str, list[str]] = {}
+    for tr in runs:
+        by_name.setdefault(tr["name"], []).append(tr["state"]["name"] if tr["state"] else "?")
+    assert by_name["sample-it1-shard0"].count("Completed") == 1 and "Cached" in by_name["sample-it1-shard0"]
+    assert by_name["seed"].count("Completed") == 1 and by_name["seed"].count("Cached") == 2
+    assert by_name["train-it1"].count("Completed") == 1  # the killed attempt never completed it
+
+
+def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference):
+    root, overrides = runs
+    out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=dask",
+                     "orchestration.task_runner=dask", "orchestration.workers=2")
+    assert "| 1 |" in out.stdout
+    assert _rows(root / "dask", SAMPLES) == _rows(reference, SAMPLES)
+    shards = _rows(root / "dask", "SELECT shard, worker, started_at, finished_at FROM src_shards ORDER BY shard")
+    assert len(shards) == 6 and len({s["worker"] for s in shards}) == 2, shards
+    flow_pid = {s["worker"] for s in _rows(reference, "SELECT worker FROM src_shards")}
+    assert flow_pid.isdisjoint({s["worker"] for s in shards})
+    overlap = any(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+                  for a in shards for b in shards if a["worker"] != b["worker"])
+    assert overlap, "the two workers never sampled at the same time"
