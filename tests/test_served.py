@@ -30,9 +30,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OVERRIDES = [
-    "run.iterations=1", "run.torch_threads=1", "data.embedded.n_seed=200", "data.embedded.n_train=24",
+    "run.iterations=1", "run.torch_threads=1", "data.embedded.n_seed=200", "data.embedded.n_train=48",
     "data.embedded.n_test=12", "seed.steps=100", "seed.batch_size=16", "train.max_steps=40", "train.batch_size=8",
-    "train.grad_accum=1", "rollout.max_new_tokens=64", "orchestration.shard_size=4",  # 6 shards of 4 questions
+    "train.grad_accum=1", "rollout.max_new_tokens=64", "orchestration.shard_size=4",  # 12 shards of 4 questions
 ]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -170,21 +170,25 @@ def crashed(server, runs, reference):
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
     facts: dict = {"flow_run_id": flow_run_id, "run_dir": run_dir}
 
-    # 1. SIGKILL once the first rollout shard is written (the flow is then inside the rollout)
-    shards_dir = run_dir / "shards" / "iteration=1"
-    _wait(lambda: shards_dir.is_dir() and any(shards_dir.glob("shard=*")), 600, "the first rollout shard")
+    # 0. while the flow trains M_0, a second writer on its folder is refused
+    _wait(lambda: (run_dir / "steps" / "iteration=0" / "step=prepare").is_dir(), 600, "the prepare step")
     from r3v.run import RunLocked, run_lock
 
-    with pytest.raises(RunLocked, match=r"pid \d+.*flow_run"):  # one writer: a second run is refused
+    with pytest.raises(RunLocked, match=r"pid \d+.*flow_run"):
         with run_lock(run_dir):
             pass
     second = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=crashed", check=False)
     assert second.returncode == 2 and "one writer" in second.stderr, second.stdout + second.stderr
+    assert not (run_dir / "steps" / "iteration=0" / "step=seed").exists(), "checked too late: M_0 was done"
+
+    # 1. SIGKILL once the first rollout shard is written (the flow is then inside the rollout)
+    shards_dir = run_dir / "shards" / "iteration=1"
+    _wait(lambda: shards_dir.is_dir() and any(shards_dir.glob("shard=*")), 600, "the first rollout shard")
     facts["kill_rollout_at"] = _kill_flow_process(server, run_dir, flow_run_id)
     from r3v.store import Store
 
     facts["shards_before"] = {r["shard"]: r for r in Store(run_dir).read("shards", iteration=1).to_pylist()}
-    assert 0 < len(facts["shards_before"]) < 6, "the kill did not land inside the rollout"
+    assert 0 < len(facts["shards_before"]) < 12, "the kill did not land inside the rollout"
     assert not (run_dir / "steps" / "iteration=1" / "step=sample").exists()
 
     # 2. retry; SIGKILL again while training M_1
@@ -222,8 +226,8 @@ def test_same_rows_as_an_uninterrupted_run_and_none_twice(crashed, reference):
     run_dir = crashed["run_dir"]
     assert _rows(run_dir, SAMPLES) == _rows(reference, SAMPLES)
     counts = _rows(run_dir, "SELECT count(*) AS n, count(DISTINCT sample_id) AS d FROM samples")[0]
-    assert counts == {"n": 72, "d": 72}
-    assert _rows(run_dir, "SELECT count(*) AS n FROM src_rollouts")[0]["n"] == 72
+    assert counts == {"n": 144, "d": 144}
+    assert _rows(run_dir, "SELECT count(*) AS n FROM src_rollouts")[0]["n"] == 144
     sets = "SELECT kind, example_id, target FROM sets ORDER BY kind, example_id"
     assert _rows(run_dir, sets) == _rows(reference, sets)
     # training was redone from its start after the kill: the same adapter as the uninterrupted run
@@ -236,7 +240,7 @@ def test_same_rows_as_an_uninterrupted_run_and_none_twice(crashed, reference):
 def test_finished_shards_were_not_recomputed(crashed):
     before = crashed["shards_before"]
     after = {r["shard"]: r for r in _rows(crashed["run_dir"], "SELECT * FROM src_shards WHERE iteration = 1")}
-    assert sorted(after) == list(range(6))
+    assert sorted(after) == list(range(12))
     for j, rec in before.items():  # finished before the kill: the very same record, written by the first attempt
         assert after[j]["finished_at"] == rec["finished_at"] and after[j]["worker"] == rec["worker"]
         assert rec["finished_at"].timestamp() < crashed["kill_rollout_at"]
@@ -265,9 +269,7 @@ def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference):
     assert "| 1 |" in out.stdout
     assert _rows(root / "dask", SAMPLES) == _rows(reference, SAMPLES)
     shards = _rows(root / "dask", "SELECT shard, worker, started_at, finished_at FROM src_shards ORDER BY shard")
-    assert len(shards) == 6 and len({s["worker"] for s in shards}) == 2, shards
-    flow_pid = {s["worker"] for s in _rows(reference, "SELECT worker FROM src_shards")}
-    assert flow_pid.isdisjoint({s["worker"] for s in shards})
+    assert len(shards) == 12 and len({s["worker"] for s in shards}) == 2, shards
     overlap = any(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
                   for a in shards for b in shards if a["worker"] != b["worker"])
     assert overlap, "the two workers never sampled at the same time"
