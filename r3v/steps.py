@@ -4,6 +4,9 @@
     for k in 1..K:  sample(k) -> judge(k) -> build_sets(k) -> train(k) -> evaluate(k)
     report
 
+sample(k) is made of shards (blocks of train questions): plan_shards(k) fixes the layout,
+sample_shard(k, j) samples one (the flow maps these over tasks), sample(k) records the step.
+
 Each step takes the run folder and the iteration, reads its inputs from the store, writes its
 outputs atomically and returns a small dict of facts; a finished step returns its recorded facts
 at once. Model for iteration k's rollout: M_{k-1} (the seed model M_0 for k=1). Model trained at
@@ -155,7 +158,8 @@ def sample(run_dir: str, iteration: int) -> dict:
     """Sample N CoT rationales per train question with M_{k-1} -> rollouts/iteration=k/shard=*.
 
     Runs the shards that are not finished yet (the flow runs them as mapped tasks first, so here
-    it only checks them) and records the step; its time is the shards' summed wall time."""
+    it only checks them) and records the step; its time is the shards' summed wall time (compute,
+    more than the elapsed time when shards ran in parallel)."""
     run, finished, t0 = begin(run_dir, iteration, "sample")
     if finished:
         return finished

@@ -273,3 +273,19 @@ def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference):
     overlap = any(a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
                   for a in shards for b in shards if a["worker"] != b["worker"])
     assert overlap, "the two workers never sampled at the same time"
+
+
+def test_the_ui_gets_metrics_report_and_progress_artifacts(crashed, server):
+    arts = httpx.post(f"{server.api}/artifacts/filter", json={"limit": 200}, timeout=10).json()
+    mine = [a for a in arts if a["flow_run_id"] == crashed["flow_run_id"]]
+    latest = {}
+    for a in sorted(mine, key=lambda a: a["created"]):
+        latest[(a["key"], a["type"])] = a
+    table = latest[("r3v-crashed-metrics", "table")]["data"]
+    table = json.loads(table) if isinstance(table, str) else table
+    assert [r["iter"] for r in table] == [0, 1] and all(0 <= r["pass@1"] <= 1 for r in table)
+    report = latest[("r3v-crashed-report", "markdown")]["data"]
+    assert "data:image/png;base64," in report and "Training sets of iteration 1: refine" in report
+    progress = [a for a in mine if a["type"] == "progress"]
+    assert {a["description"] for a in progress} >= {"Rollout of iteration 1 (shards)", "Training M_1 (optimizer steps)"}
+    assert any(a["data"] == 100.0 for a in progress if a["description"].startswith("Training"))
