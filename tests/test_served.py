@@ -289,3 +289,25 @@ def test_the_ui_gets_metrics_report_and_progress_artifacts(crashed, server):
     progress = [a for a in mine if a["type"] == "progress"]
     assert {a["description"] for a in progress} >= {"Rollout of iteration 1 (shards)", "Training M_1 (optimizer steps)"}
     assert any(a["data"] == 100.0 for a in progress if a["description"].startswith("Training"))
+
+
+def test_prefect_deploy_to_a_process_pool_runs_the_flow(server, runs):
+    """`prefect deploy` from prefect.yaml, a process worker, and a flow run through them."""
+    root, overrides = runs
+    server.cli("prefect", "work-pool", "create", "r3v-process", "--type", "process")
+    env = {**server.env, "R3V_HOME": str(ROOT), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    subprocess.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "iterate-process"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, text=True, timeout=300)
+    dep = httpx.get(f"{server.api}/deployments/name/r3v/iterate-process", timeout=10).json()
+    assert dep["entrypoint"] == "flows/iterate.py:r3v_flow" and dep["work_pool_name"] == "r3v-process"
+    assert dep["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+    server.env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
+    server.start([str(BIN / "prefect"), "worker", "start", "--pool", "r3v-process"], "pool-worker")
+    # a run with no iteration and no warm-up: prepare and report, through the pool
+    params = json.dumps({"overrides": [*overrides, f"run.root={root}", "run.iterations=0",
+                                       "seed.enabled=false", "eval.evaluate_seed=false"], "run_name": "pooled"})
+    out = server.cli("prefect", "deployment", "run", "r3v/iterate-process", "--params", params)
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
+    _wait(lambda: server.state(flow_run_id) in TERMINAL, 300, "the pooled flow run", 0.5)
+    assert server.state(flow_run_id) == "COMPLETED", (server.logs / "pool-worker.log").read_text()[-3000:]
+    assert (root / "pooled" / "results.md").exists()
