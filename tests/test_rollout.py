@@ -86,3 +86,25 @@ def test_vllm_settings_only_hash_when_vllm_is_the_backend():
     assert load_config(None, ["rollout.backend=vllm", "rollout.vllm.adapters=merged"]).hash() != on.hash()
     assert load_config(None, ["rollout.backend=vllm", "rollout.vllm.release=keep"]).hash() == on.hash()
     assert load_config(None, ["rollout.stop=['Question:']"]).hash() != base.hash()
+
+
+def test_the_process_keeps_one_loaded_sampler_until_released(embedded_model, tmp_path):
+    import shutil
+
+    from r3v.config import RolloutConfig
+    from r3v.rollout import make_sampler, release
+
+    rc = RolloutConfig()
+    a = make_sampler(rc, str(embedded_model), None, "float32", progress=False)
+    assert make_sampler(rc, str(embedded_model), None, "float32", progress=False) is a  # shards reuse it
+    copy = tmp_path / "model"
+    shutil.copytree(embedded_model, copy)
+    b = make_sampler(rc, str(copy), None, "float32", progress=False)  # another model: loaded anew
+    assert b is not a
+    for f in copy.glob("*.safetensors"):  # the same path rewritten (a recreated run): loaded anew
+        f.write_bytes(f.read_bytes())
+    c = make_sampler(rc, str(copy), None, "float32", progress=False)
+    assert c is not b
+    release(rc)  # before training: dropped
+    assert make_sampler(rc, str(copy), None, "float32", progress=False) is not c
+    release(rc)

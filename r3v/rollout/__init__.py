@@ -78,10 +78,9 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
         from r3v.rollout.transformers_backend import TransformersSampler
 
         # The last one is kept for the process: rollout shards (and the next iteration's rollout,
-        # after evaluating the same model) reuse the loaded model. The adapter's file time is in
-        # the key, so a retrained adapter at the same path is loaded anew.
-        stamp = _adapter_stamp(adapter)
-        key = (model_path, adapter, stamp, dtype, rc.batch_size, progress)
+        # after evaluating the same model) reuse the loaded model. The weights' file times are in
+        # the key, so a model or adapter rewritten at the same path is loaded anew.
+        key = (model_path, _stamp(model_path), adapter, _stamp(adapter), dtype, rc.batch_size, progress)
         if _SAMPLER.get("key") != key:
             _SAMPLER.clear()
             _SAMPLER.update(key=key, sampler=TransformersSampler(
@@ -99,13 +98,14 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
 _SAMPLER: dict = {}  # the process's last transformers sampler: {"key": ..., "sampler": ...}
 
 
-def _adapter_stamp(adapter: str | None) -> float | None:
-    if adapter is None:
+def _stamp(folder: str | None) -> int | None:
+    """The newest modification time of a model folder's weights (None for no folder)."""
+    if folder is None:
         return None
     from pathlib import Path
 
-    files = list(Path(adapter).glob("*.safetensors")) or [Path(adapter)]
-    return max(f.stat().st_mtime_ns for f in files)
+    files = [f for pat in ("*.safetensors", "*.bin") for f in Path(folder).glob(pat)] or [Path(folder)]
+    return max(f.stat().st_mtime_ns for f in files if f.exists()) if any(f.exists() for f in files) else None
 
 
 def release(rc: RolloutConfig) -> None:
