@@ -50,8 +50,7 @@ class Run:
 
     @property
     def meta(self) -> dict:
-        p = self.dir / "run.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        return run_meta(self.dir) if (self.dir / "run.json").exists() else {}
 
     def update_meta(self, **kv) -> None:
         meta = self.meta | kv
