@@ -62,6 +62,20 @@ class EmbeddedModelConfig:
 
 
 @dataclass(frozen=True)
+class PrototypeConfig:
+    """SQ-LLaVA's prototype extractor (r3v/prototype.py): soft clustering of the image tokens
+    before the projector, each token plus a gated residual of its prototypes."""
+
+    enabled: bool = False
+    clusters: int = 256
+    """K prototypes (the paper's 256)."""
+    cluster_fraction: float = 0.0
+    """> 0: K = ceil(fraction x image tokens) instead of `clusters`."""
+    em_steps: int = 2
+    """T soft-assignment / update rounds (the paper's 2)."""
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     source: str = "embedded"
     """`embedded` (build the tiny VLM) or a local folder in Hugging Face layout."""
@@ -69,6 +83,7 @@ class ModelConfig:
     cache_dir: str = "~/.cache/r3v"
     """Where the embedded model is built once and cached (keyed by its config hash)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
 
 
 TASK_FAMILIES = ("clevr_math", "chart", "table")
@@ -86,6 +101,9 @@ class EmbeddedTasksConfig:
     n_train: int = 800
     """Answer-only questions the loop samples on."""
     n_test: int = 200
+    questions_per_image: int = 1
+    """Questions asked about each generated image (of the family's question types, in turn): > 1
+    gives self-questioning (`sq`) several questions per image to pack into multi-turn samples."""
     image_size: int = 64
     min_objects: int = 2
     max_objects: int = 6
@@ -93,6 +111,8 @@ class EmbeddedTasksConfig:
     seed: int = 1234
 
     def __post_init__(self):
+        if self.questions_per_image < 1:
+            raise ConfigError(f"data.embedded.questions_per_image must be >= 1, got {self.questions_per_image}")
         names = [n.strip() for n in self.families.split(",") if n.strip()]
         unknown = [n for n in names if n not in TASK_FAMILIES]
         if unknown or not names:
@@ -220,9 +240,47 @@ class TrainConfig:
     lambda_sft: float = 1.0
     lambda_ref: float = 1.0
     lambda_sel: float = 1.0
+    vision_lora_r: int = 0
+    """> 0: LoRA on the vision tower's Linear layers too, with its own rank (SQ-LLaVA: ViT r=32
+    alpha=64 next to LLM r=128 alpha=256), in the same peft adapter. 0: the vision tower is frozen."""
+    vision_lora_alpha: int = 0
+    """0: 2 x vision_lora_r."""
     init: Literal["base", "continue"] = "base"
     """`base`: each iteration trains a fresh adapter on the base model (the authors' choice);
     `continue`: it continues the previous iteration's adapter."""
+
+
+@dataclass(frozen=True)
+class SelfQuestioningConfig:
+    """SQ-LLaVA's visual self-questioning (Sun et al., 2024) inside the loop (r3v/selfq.py).
+
+    Questions about the same image are packed into multi-turn samples (the first turn carries the
+    image); each later turn is switched, with probability `delta`, to the virtual user `[vusr]`,
+    whose question tokens become targets of L_SQ. Answers stay targets of L_SFT."""
+
+    enabled: bool = False
+    delta: float = 0.5
+    """Probability that a turn after the first is asked by the virtual user (seeded per turn)."""
+    lambda_sq: float = 1.0
+    """Weight of L_SQ (token mean over the virtual user's question tokens)."""
+    max_turns: int = 4
+    """Questions packed into one sample (an image with more gives several samples)."""
+    seed_stage: bool = True
+    """Also train self-questioning in the seed stage (on the seed split's gold rationales)."""
+    unsolved_answers: bool = False
+    """Train `Answer: <gold>` as the answer of a question with no positive rationale yet (gold
+    supervision R3V itself does not use). Off: such an answer is context only, and the question
+    still teaches L_SQ when its turn is switched."""
+    ask_temperature: float = 1.0
+    ask_top_p: float = 0.9
+    ask_max_new_tokens: int = 48
+    """Sampling of self-generated questions (`r3v ask`)."""
+
+    def __post_init__(self):
+        if not 0.0 <= self.delta <= 1.0:
+            raise ConfigError(f"sq.delta must be in [0, 1], got {self.delta}")
+        if self.max_turns < 2:
+            raise ConfigError(f"sq.max_turns must be >= 2 (the first turn is never switched), got {self.max_turns}")
 
 
 @dataclass(frozen=True)
@@ -263,6 +321,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sq: SelfQuestioningConfig = field(default_factory=SelfQuestioningConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
     # -- derived -----------------------------------------------------------------------
@@ -284,12 +343,25 @@ class Config:
         ro["vllm"].pop("release")  # when the engine sleeps changes no sample
         if ro["backend"] != "vllm":
             ro.pop("vllm")
-        if not ro["stop"]:
-            ro.pop("stop")  # hashes of runs made before stop strings existed stay the same
+        # Keys added after runs existed are hashed only when set off their default, so those
+        # runs keep their hash (and resume) while their behaviour is unchanged.
+        default = Config().to_dict()
+        for path in LATE_KEYS:
+            *parents, last = path.split(".")
+            node, ref = d, default
+            for p in parents:
+                node, ref = node[p], ref[p]
+            if node.get(last) == ref[last]:
+                node.pop(last)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+LATE_KEYS = ("rollout.stop", "model.prototype", "data.embedded.questions_per_image", "train.vision_lora_r",
+             "train.vision_lora_alpha", "sq")
+"""Config keys introduced after the first runs: left out of the hash at their default value."""
 
 
 # -- building from dicts ---------------------------------------------------------------

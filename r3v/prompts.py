@@ -8,6 +8,12 @@ R3V (Cheng et al., 2025) uses three prompt kinds:
 - CoT: question -> rationale ending in `Answer: X`            (L_SFT)
 - refine: question + a wrong rationale y- -> a right one y+     (L_REF)
 - select: question + N candidate rationales -> `Answer: gold`    (L_SEL)
+
+SQ-LLaVA (Sun et al., 2024) adds a virtual user: in a multi-turn conversation about one image, a
+later question may be asked by `[vusr]` instead of the user, and then the question itself is
+learnt (L_SQ). Chat templates only know their own roles, so a virtual-user turn is a user turn
+whose text starts with the `[vusr]` marker line; what follows the marker is the target. This works
+for any chat template that renders a user turn's text verbatim (r3v/train/data.py checks it).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ LETTERS = "ABCDEFGHIJ"
 
 
 def _user(text: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    return [user_turn(text, image=True)]
 
 
 def format_question(question: str, choices: Sequence[str] | None = None) -> str:
@@ -49,6 +55,36 @@ def select(question: str, candidates: Sequence[str], choices: Sequence[str] | No
     return _user(f"{format_question(question, choices)}\nCandidates:\n{lines}\n{SELECT_INSTRUCTION}")
 
 
+VUSR = "[vusr]"
+"""The virtual user's marker: the first line of a virtual-user turn."""
+
+
+def user_turn(text: str, image: bool) -> dict:
+    content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]
+    return {"role": "user", "content": content}
+
+
+def vusr_turn(question: str) -> dict:
+    """A question asked by the virtual user (never the first turn: the image is in the first).
+    `vusr_turn("")` as the last message asks the model for the question (generation_prompt)."""
+    return {"role": "user", "content": [{"type": "text", "text": f"{VUSR}\n{question}"}]}
+
+
+def vusr_prefix() -> str:
+    """The text of a virtual-user turn before its question (what asking is conditioned on)."""
+    return f"{VUSR}\n"
+
+
+def assistant_turn(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def question_turn(question: str, choices: Sequence[str] | None, rationale: bool, image: bool) -> dict:
+    """A user turn asking `question`, for a rationale (CoT instruction) or a direct answer."""
+    instruction = COT_INSTRUCTION if rationale else DIRECT_INSTRUCTION
+    return user_turn(f"{format_question(question, choices)}\n{instruction}", image)
+
+
 def answer_target(answer: str) -> str:
     return f"Answer: {answer}"
 
@@ -57,3 +93,38 @@ def vocabulary_text() -> list[str]:
     """Fixed prompt text, for training a tokenizer that covers it."""
     return [COT_INSTRUCTION, DIRECT_INSTRUCTION, REFINE_INSTRUCTION, SELECT_INSTRUCTION,
             "Solution:", "Candidates:", "Options:", " ".join(f"({c})" for c in LETTERS)]
+
+
+# -- rendering (through the model processor's own chat template) ------------------------
+
+_SENTINEL = "\u2063r3v-target\u2063"  # stands in for a virtual-user question, to find where it starts
+
+
+def render(processor, messages: Sequence[dict], generation_prompt: bool = False) -> str:
+    return processor.apply_chat_template(list(messages), add_generation_prompt=generation_prompt, tokenize=False)
+
+
+def target_prefix(processor, messages: Sequence[dict], index: int) -> str:
+    """The rendered conversation up to where message `index`'s learnt (or generated) text starts:
+    the generation prompt for an assistant turn, the `[vusr]` marker line for a virtual-user turn."""
+    messages = list(messages)
+    msg = messages[index]
+    if msg["role"] == "assistant":
+        return render(processor, messages[:index], generation_prompt=True)
+    text = msg["content"][-1]["text"]
+    if msg["role"] != "user" or not text.startswith(VUSR):
+        raise ValueError(f"turn {index} ({msg['role']}): only assistant and virtual-user turns are generated")
+    probe = vusr_turn(_SENTINEL)
+    rendered = render(processor, messages[:index] + [probe])
+    if _SENTINEL not in rendered:
+        raise ValueError("the chat template does not render a user turn's text verbatim; virtual-user turns need it")
+    return rendered[:rendered.index(_SENTINEL)]
+
+
+def generation_prompt(processor, messages: Sequence[dict]) -> str:
+    """The prompt a completion continues: an assistant turn after `messages`, or, when the last
+    message is an open virtual-user turn (`vusr_turn("")`), that turn's question."""
+    last = messages[-1]
+    if last["role"] == "user" and last["content"][-1].get("text") == vusr_prefix():
+        return target_prefix(processor, messages, len(messages) - 1)
+    return render(processor, messages, generation_prompt=True)

@@ -35,7 +35,15 @@ SAMPLE_SCHEMA = pa.schema(list(ROLLOUT_SCHEMA) + [
     ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | bad_choice | wrong_reading
 ])
 
-# Training sets: sets/iteration=<k>/kind=<sft|refine|select>/
+# One turn of a self-questioning sample (kind=sq), in conversation order.
+SQ_TURN = pa.struct([
+    ("question_id", pa.string()),
+    ("asked_by", pa.string()),  # user | vusr (the virtual user: its question tokens are L_SQ targets)
+    ("answer", pa.string()),
+    ("answer_kind", pa.string()),  # rationale (a positive, learnt) | gold (`Answer: X`, learnt) | context (not learnt)
+])
+
+# Training sets: sets/iteration=<k>/kind=<sft|refine|select|sq>/
 SET_SCHEMA = pa.schema([
     ("example_id", pa.string()),
     ("iteration", pa.int32()),
@@ -46,6 +54,7 @@ SET_SCHEMA = pa.schema([
     ("candidate_correct", pa.list_(pa.bool_())),
     ("target", pa.string()),  # the labelled span: rationale (sft), y+ (refine), answer (select)
     ("source_ids", pa.list_(pa.string())),  # sample_ids the example was built from
+    ("turns", pa.list_(SQ_TURN)),  # sq: the packed questions about one image (question_id = the first)
 ])
 
 # Per-step training log: train_log/iteration=<k>/   (iteration 0 = seed stage)
@@ -63,6 +72,8 @@ TRAIN_LOG_SCHEMA = pa.schema([
     ("tokens_refine", pa.int64()),
     ("tokens_select", pa.int64()),
     ("seconds", pa.float64()),
+    ("loss_sq", pa.float64()),  # self-questioning (null when off)
+    ("tokens_sq", pa.int64()),
 ])
 
 # Evaluation predictions: eval/iteration=<k>/   (iteration 0 = seed model)

@@ -1,8 +1,10 @@
-"""Build the SFT, self-refine and self-select sets of an iteration, in SQL, from the pool.
+"""Build the SFT, self-refine, self-select (and self-questioning) sets of an iteration from the pool.
 
 The rules are the views in `data/sql/` (sft_examples, refine_pairs, select_sets), evaluated over
 every sample of iterations 1..k (the pool accumulates; sets are rebuilt from it each iteration,
-as the R3V authors do). This module only maps their rows to the stored set schema.
+as the R3V authors do). This module only maps their rows to the stored set schema. With
+self-questioning on, the `sq` set packs the view `sq_questions` into multi-turn samples
+(r3v/selfq.py).
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import pyarrow as pa
 
 from r3v import prompts
+from r3v.config import SelfQuestioningConfig
 from r3v.schema import SET_SCHEMA
 from r3v.store import Store
 
 KINDS = ("sft", "refine", "select")
 
 
-def build_sets(store: Store, iteration: int, run_seed: int) -> dict[str, pa.Table]:
-    """{kind: table in SET_SCHEMA} for `iteration`, from the pool up to it."""
+def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None
+               ) -> dict[str, pa.Table]:
+    """{kind: table in SET_SCHEMA} for `iteration`, from the pool up to it (and `sq` when enabled)."""
     con = store.connect(upto=iteration, seed=run_seed)
     try:
         sft = con.sql("SELECT * FROM sft_examples ORDER BY question_id").to_arrow_table().to_pylist()
@@ -42,4 +46,8 @@ def build_sets(store: Store, iteration: int, run_seed: int) -> dict[str, pa.Tabl
         for r in rows[kind]:
             r.update(iteration=iteration, kind=kind)
         out[kind] = pa.Table.from_pylist(rows[kind], schema=SET_SCHEMA)
+    if sq is not None and sq.enabled:
+        from r3v.selfq import build_sq_set
+
+        out["sq"] = pa.Table.from_pylist(build_sq_set(store, iteration, run_seed, sq), schema=SET_SCHEMA)
     return out

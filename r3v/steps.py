@@ -86,10 +86,16 @@ def seed(run_dir: str) -> dict:
     model, processor = load_model(src, cfg.model.dtype), load_processor(src)
     if not cfg.seed.train_vision:
         freeze_vision_tower(model)
-    data = encode_all(processor, seed_examples(seed_questions, cfg.seed.direct_answers), cfg.train.max_length)
+    examples = seed_examples(seed_questions, cfg.seed.direct_answers)
+    if cfg.sq.enabled and cfg.sq.seed_stage:
+        from r3v.selfq import seed_sq_examples
+
+        examples += seed_sq_examples(seed_questions, cfg.run.seed, cfg.sq)
+    data = encode_all(processor, examples, cfg.train.max_length)
     spec = LoopSpec(lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
                     warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed)
-    logs = train(model, data, spec, {"sft": 1.0, "refine": 0.0, "select": 0.0}, processor.tokenizer.pad_token_id)
+    weights = {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
+    logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id)
     out = save_model(model, processor, run.dir / "checkpoints" / "seed")
     _write_train_log(run, 0, logs)
     run.update_meta(base_model=str(out))
@@ -208,14 +214,14 @@ def build_sets(run_dir: str, iteration: int) -> dict:
     from r3v.sets import build_sets as build
 
     sizes = {}
-    for kind, table in build(run.store, iteration, run.cfg.run.seed).items():
+    for kind, table in build(run.store, iteration, run.cfg.run.seed, run.cfg.sq).items():
         run.store.write("sets", table, iteration=iteration, kind=kind)
         sizes[kind] = table.num_rows
     return record(run, iteration, "build_sets", t0, sizes)
 
 
 def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | None = None) -> dict:
-    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL with LoRA on M_0 -> checkpoints/iteration=k.
+    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k.
     `progress(step, total)` is called after each optimizer step."""
     run, finished, t0 = begin(run_dir, iteration, "train")
     if finished:
@@ -238,11 +244,17 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
     else:
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
                          seed=cfg.run.seed + iteration)
-    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel}
+    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
+               "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
     qs = {q["id"]: q for q in run.questions("train")}
     # A kind weighted 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
     rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist() if weights[r["kind"]] > 0]
-    data = encode_all(processor, examples_from_sets(rows, qs), tc.max_length)
+    examples = examples_from_sets([r for r in rows if r["kind"] != "sq"], qs)
+    if any(r["kind"] == "sq" for r in rows):
+        from r3v.selfq import examples_from_sq_rows
+
+        examples += examples_from_sq_rows([r for r in rows if r["kind"] == "sq"], qs)
+    data = encode_all(processor, examples, tc.max_length)
     if not data:
         raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
                            f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
@@ -317,5 +329,6 @@ def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
              "seconds": r["seconds"], "loss_total": r.get("loss/total"), "loss_sft": r.get("loss/sft"),
              "loss_refine": r.get("loss/refine"), "loss_select": r.get("loss/select"),
              "tokens_sft": r.get("tokens/sft", 0), "tokens_refine": r.get("tokens/refine", 0),
-             "tokens_select": r.get("tokens/select", 0)} for r in logs]
+             "tokens_select": r.get("tokens/select", 0), "loss_sq": r.get("loss/sq"),
+             "tokens_sq": r.get("tokens/sq", 0)} for r in logs]
     run.store.write("train_log", pa.Table.from_pylist(rows, schema=TRAIN_LOG_SCHEMA), iteration=iteration)

@@ -34,7 +34,9 @@ def test_labels_decode_to_the_target_only(processor, ex):
 
 def test_collate_pads_right_and_keeps_kinds(processor):
     batch = collate([encode(processor, ex, 512) for ex in CASES], processor.tokenizer.pad_token_id)
-    assert batch["kinds"].tolist() == [0, 1, 2]
+    labelled = batch["labels"] != IGNORE
+    assert [set(batch["kinds"][i][labelled[i]].tolist()) for i in range(3)] == [{0}, {1}, {2}]  # per token
+    assert (batch["kinds"][~labelled] == -1).all()
     assert batch["pixel_values"].shape == (3, 3, 64, 64)
     lengths = batch["attention_mask"].sum(1)
     for i, n in enumerate(lengths.tolist()):

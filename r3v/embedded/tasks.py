@@ -6,7 +6,8 @@ Families (each a module with the same functions: `scene`, `render`, `item`, `pat
 - `table` (r3v/embedded/tables.py): TabMWP-like rendered tables with word problems, some of them
   multiple choice answered by letter.
 `data.embedded.families` picks the mix; questions cycle through the families, and within a family
-through its question types, so every split has the same mix. Rows are canonical question rows
+through its question types, so every split has the same mix. With `questions_per_image` > 1,
+consecutive questions (of the family's next question types) are about the same image. Rows are canonical question rows
 (r3v/schema.py); the seed split carries gold rationales, the others answers only.
 """
 
@@ -38,11 +39,14 @@ def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
     """`n` canonical question rows for `split`; the same (cfg, split) always gives the same rows."""
     rng = random.Random(f"{cfg.seed}:{split}")
     fams = families(cfg)
+    per_image = cfg.questions_per_image
     rows = []
     for i in range(n):
-        fam = fams[i % len(fams)]
-        scene = make_scene(fam, rng, cfg)
-        qtype = fam.QTYPES[(i // len(fams)) % len(fam.QTYPES)]
+        m, j = divmod(i, per_image)  # image m, its question j
+        fam = fams[m % len(fams)]
+        if j == 0:
+            scene = make_scene(fam, rng, cfg)
+        qtype = fam.QTYPES[((m // len(fams)) * per_image + j) % len(fam.QTYPES)]
         it = fam.item(scene, qtype, rng)
         rows.append({
             "id": f"{fam.PREFIX}-{split}-{i:05d}",

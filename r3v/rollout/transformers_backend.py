@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from r3v.prompts import generation_prompt
 from r3v.rollout import Completion, RolloutRequest, SamplingParams
 
 
@@ -66,8 +67,7 @@ class TransformersSampler:
                 if ri not in prompts:
                     req = requests[ri]
                     images[ri] = Image.open(io.BytesIO(req.image)).convert("RGB")
-                    prompts[ri] = self.processor.apply_chat_template(
-                        list(req.messages), add_generation_prompt=True, tokenize=False)
+                    prompts[ri] = generation_prompt(self.processor, req.messages)
             t0 = time.perf_counter()
             enc = self.processor(images=[images[ri] for ri, _ in chunk], text=[prompts[ri] for ri, _ in chunk],
                                  return_tensors="pt", padding=True)

@@ -43,6 +43,7 @@ import yaml
 from PIL import Image
 
 from r3v.config import VLLMConfig
+from r3v.prompts import generation_prompt
 from r3v.rollout import Completion, RolloutRequest, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,7 @@ class VLLMSampler:
         """vLLM prompts and sampling params for `requests`, and (request, first sample, count) per prompt."""
         prompts, sps, where = [], [], []
         for ri, req in enumerate(requests):
-            prompt = {"prompt": self.processor.apply_chat_template(list(req.messages), add_generation_prompt=True,
-                                                                   tokenize=False),
+            prompt = {"prompt": generation_prompt(self.processor, req.messages),
                       "multi_modal_data": {"image": Image.open(io.BytesIO(req.image)).convert("RGB")}}
             seeds = req.seeds
             if params.temperature == 0 or seeds == tuple(range(seeds[0], seeds[0] + len(seeds))):

@@ -1,10 +1,15 @@
 """Training examples and the collator with per-role label spans.
 
-An `Example` is one chat turn pair: prompt messages (with the image) and the assistant target.
-Labels cover only the target span and its end-of-turn token — the rationale for SFT, y+ for
-refine, the answer for select — everything else (system/user text, image tokens, padding) is
--100. Encoding goes through the model's own processor and chat template, so the image tokens and
-turn markers are the family's own.
+An `Example` is a chat conversation about one image and the turns whose text is learnt. Labels
+cover only those target spans and their end-of-turn token — the rationale for SFT, y+ for refine,
+the answer for select, the virtual user's question for self-questioning (L_SQ) — everything else
+(system/user text, image tokens, template filler, padding) is -100. Each labelled token also
+carries its loss term (`token_kinds`), so one multi-turn sample can feed L_SQ and L_SFT.
+
+Rendering goes through the model's own processor and chat template, turn by turn: a target's
+start is the token count of the conversation rendered up to it (with the generation prompt for
+an assistant turn, up to the question for a virtual-user turn), checked to be a prefix of the
+whole conversation's tokens, so the image tokens and turn markers are the family's own.
 """
 
 from __future__ import annotations
@@ -22,16 +27,23 @@ from r3v import prompts
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-KINDS = ("sft", "refine", "select")
+KINDS = ("sft", "refine", "select", "sq")
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
 
 @dataclass(frozen=True)
 class Example:
-    kind: str  # sft | refine | select
+    kind: str  # sft | refine | select | sq: the set it comes from
     image: bytes
-    messages: tuple  # prompt messages, r3v.prompts
-    target: str  # assistant text to learn
+    messages: tuple  # prompt messages (r3v.prompts); for a multi-turn sample, the whole conversation
+    target: str = ""  # single-turn: the assistant text to learn, appended after `messages`
+    targets: tuple = ()  # multi-turn: (message index, loss kind) of each turn whose text is learnt
+
+    def conversation(self) -> tuple[list[dict], list[tuple[int, str]]]:
+        """(all messages, [(index, loss kind)]) with the single-turn target appended as a turn."""
+        if self.targets:
+            return list(self.messages), list(self.targets)
+        return list(self.messages) + [prompts.assistant_turn(self.target)], [(len(self.messages), self.kind)]
 
 
 @dataclass
@@ -40,6 +52,11 @@ class Encoded:
     input_ids: torch.Tensor  # [L]
     labels: torch.Tensor  # [L]
     vision: dict[str, torch.Tensor]  # processor outputs other than text (pixel_values, grids, …), batch dim 1
+    token_kinds: torch.Tensor | None = None  # [L] index into KINDS of each labelled token, -1 elsewhere
+
+    def __post_init__(self):
+        if self.token_kinds is None:
+            self.token_kinds = torch.where(self.labels != IGNORE, self.kind, -1)
 
 
 def examples_from_sets(rows: Iterable[dict], questions: dict[str, dict]) -> list[Example]:
@@ -74,30 +91,38 @@ def seed_examples(questions: Iterable[dict], direct_answers: bool) -> list[Examp
 
 
 def encode(processor, ex: Example, max_length: int) -> Encoded | None:
-    """Tokenise prompt + target with the chat template; labels on the target span only.
+    """Tokenise the conversation with the chat template; labels on the target turns only.
 
-    Returns None when the prompt alone does not fit in `max_length`.
+    Returns None when the text before the first target does not fit in `max_length`; later
+    targets that do not fit are cut.
     """
     image = Image.open(io.BytesIO(ex.image)).convert("RGB")
-    convo = list(ex.messages) + [{"role": "assistant", "content": [{"type": "text", "text": ex.target}]}]
-    prompt_text = processor.apply_chat_template(list(ex.messages), add_generation_prompt=True, tokenize=False)
-    full_text = processor.apply_chat_template(convo, tokenize=False)
-    if not full_text.startswith(prompt_text):
-        raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+    messages, targets = ex.conversation()
+    full_text = prompts.render(processor, messages)
     full = processor(images=[image], text=[full_text], return_tensors="pt")
-    n_prompt = processor(images=[image], text=[prompt_text], return_tensors="pt")["input_ids"].shape[1]
     ids = full["input_ids"][0]  # [L]
-    if n_prompt >= max_length:
-        return None
     labels = torch.full_like(ids, IGNORE)
-    labels[n_prompt:] = ids[n_prompt:]
+    kinds = torch.full_like(ids, -1)
     eos = processor.tokenizer.eos_token_id
-    tail = (ids[n_prompt:] == eos).nonzero()
-    if len(tail):  # stop the labels at the end-of-turn token (what follows it is template filler)
-        labels[n_prompt + int(tail[0]) + 1:] = IGNORE
-    ids, labels = ids[:max_length], labels[:max_length]
+    first = None
+    for index, kind in targets:
+        prefix_text = prompts.target_prefix(processor, messages, index)
+        if not full_text.startswith(prefix_text):
+            raise ValueError("the chat template does not render the conversation up to a turn as a prefix of it")
+        prefix = processor(images=[image], text=[prefix_text], return_tensors="pt")["input_ids"][0]
+        n = len(prefix)
+        if not torch.equal(ids[:n], prefix):
+            raise ValueError(f"turn {index}: its prefix tokenises differently inside the conversation "
+                             "(the tokenizer merges across the turn boundary)")
+        tail = (ids[n:] == eos).nonzero()
+        end = n + int(tail[0]) + 1 if len(tail) else len(ids)  # through its end-of-turn token
+        labels[n:end], kinds[n:end] = ids[n:end], KIND_INDEX[kind]
+        first = n if first is None else min(first, n)
+    if first is None or first >= max_length:
+        return None
+    ids, labels, kinds = ids[:max_length], labels[:max_length], kinds[:max_length]
     vision = {k: v for k, v in full.items() if k not in ("input_ids", "attention_mask")}
-    return Encoded(KIND_INDEX[ex.kind], ids, labels, vision)
+    return Encoded(KIND_INDEX[ex.kind], ids, labels, vision, kinds)
 
 
 def encode_all(processor, examples: Sequence[Example], max_length: int) -> list[Encoded]:
@@ -109,16 +134,17 @@ def encode_all(processor, examples: Sequence[Example], max_length: int) -> list[
 
 
 def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch: input_ids/labels/attention_mask [B, L], kinds [B], vision tensors concatenated."""
+    """Right-padded batch: input_ids/labels/attention_mask and per-token `kinds` [B, L] (-1 off
+    target), vision tensors concatenated."""
     L = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), L), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), L), IGNORE, dtype=torch.long)
+    kinds = torch.full((len(batch), L), -1, dtype=torch.long)
     mask = torch.zeros((len(batch), L), dtype=torch.long)
     for i, e in enumerate(batch):
         n = len(e.input_ids)
-        ids[i, :n], labels[i, :n], mask[i, :n] = e.input_ids, e.labels, 1
-    out = {"input_ids": ids, "labels": labels, "attention_mask": mask,
-           "kinds": torch.tensor([e.kind for e in batch], dtype=torch.long)}
+        ids[i, :n], labels[i, :n], kinds[i, :n], mask[i, :n] = e.input_ids, e.labels, e.token_kinds, 1
+    out = {"input_ids": ids, "labels": labels, "attention_mask": mask, "kinds": kinds}
     for key in batch[0].vision:
         out[key] = torch.cat([e.vision[key] for e in batch], dim=0)
     return out
