@@ -129,6 +129,28 @@ def cmd_scale(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ask(ns: argparse.Namespace) -> int:
+    from r3v import steps
+    from r3v.models import set_threads
+    from r3v.report import markdown_table
+    from r3v.run import Run
+    from r3v.store import Store
+
+    run_dir = _run_dir(ns.run)
+    run = Run.open(run_dir)
+    set_threads(run.cfg.run.torch_threads)
+    iteration = run.cfg.run.iterations if ns.iteration is None else ns.iteration
+    facts = steps.ask(str(run_dir), iteration, ns.split, ns.n, ns.images)
+    rows = [{**r, "asked": " ".join(r["asked"].split())}
+            for r in Store(run_dir).read("asked", iteration=iteration, split=ns.split).to_pylist()[:ns.show]]
+    print(markdown_table(rows, [("question_id", "after", "{}"), ("context_answer", "its answer", "{}"),
+                                ("asked", "asked by [vusr]", "{}"), ("novel", "novel", "{}")]))
+    print(f"\niteration {iteration}, {facts['images']} {ns.split} images x {ns.n}: {facts['questions']:.0%} end in '?', "
+          f"{facts['novel']:.0%} are not the data's questions, {facts['distinct']} distinct; all in "
+          f"r3v sql {run_dir} \"SELECT * FROM src_asked\"")
+    return 0
+
+
 def cmd_image_reliance(ns: argparse.Namespace) -> int:
     from r3v.diagnostics import image_reliance
     from r3v.models import load_model, load_processor, set_threads
@@ -217,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--iteration", type=int, help="default: the run's last iteration")
     s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8])
     s.set_defaults(fn=cmd_scale)
+    s = sub.add_parser("ask", help="sample self-generated questions from the virtual user ([vusr], SQ-LLaVA)")
+    s.add_argument("run")
+    s.add_argument("--iteration", type=int, help="default: the run's last iteration (0: the seed model)")
+    s.add_argument("--split", default="test")
+    s.add_argument("--n", type=int, default=3, help="questions per image (sampled with sq.ask_temperature/top_p)")
+    s.add_argument("--images", type=int, default=0, help="0: every image of the split")
+    s.add_argument("--show", type=int, default=12, help="rows to print")
+    s.set_defaults(fn=cmd_ask)
     s = sub.add_parser("image-reliance", help="does the model use the image? (rationale loss with wrong images)")
     s.add_argument("run")
     s.add_argument("--iteration", type=int, default=0, help="0: the seed model (default)")

@@ -121,6 +121,20 @@ SHARD_SCHEMA = pa.schema([
     ("worker", pa.string()),  # host:pid of the process that sampled it
 ])
 
+# Self-generated questions (`r3v ask`): asked/iteration=<k>/split=<split>/ — per image, the model
+# answers one of its questions, then the virtual user asks; `novel`: not a question of the data.
+ASK_SCHEMA = pa.schema([
+    ("iteration", pa.int32()),
+    ("split", pa.string()),
+    ("question_id", pa.string()),  # the question whose image and (model) answer precede the asking
+    ("index", pa.int32()),
+    ("seed", pa.int64()),
+    ("context_answer", pa.string()),
+    ("asked", pa.string()),
+    ("finished", pa.bool_()),  # ended with the end of turn (not cut at sq.ask_max_new_tokens)
+    ("novel", pa.bool_()),
+])
+
 TABLES: dict[str, pa.Schema] = {
     "questions": QUESTION_SCHEMA,
     "rollouts": ROLLOUT_SCHEMA,
@@ -133,4 +147,5 @@ TABLES: dict[str, pa.Schema] = {
     "scaling": EVAL_METRIC_SCHEMA,  # scaling/iteration=<k>/: pass@1, maj@N, oracle@N, select@N for several N
     "steps": STEP_SCHEMA,
     "shards": SHARD_SCHEMA,
+    "asked": ASK_SCHEMA,
 }

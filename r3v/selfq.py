@@ -19,8 +19,6 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 
-import pyarrow as pa
-
 from r3v import prompts
 from r3v.config import SelfQuestioningConfig
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, derive_seed, sample_seeds
@@ -141,8 +139,9 @@ def ask(sampler: Sampler, questions: Sequence[dict], n: int, params: SamplingPar
     """Self-generated questions: for each question's image, the model answers the question
     (greedily, a direct answer), then samples `n` questions as the virtual user.
 
-    Returns rows {question_id, index, seed, context_answer, asked, finished, novel} where `novel`
-    says the asked question is none of the dataset's questions about that image.
+    Returns rows {question_id, index, seed, context_answer, asked, finished, novel} (ASK_SCHEMA
+    without iteration) where `novel` says the asked question is none of the dataset's questions
+    about that image (those in `questions`).
     """
     greedy = answer_params or SamplingParams(0.0, 1.0, 32, params.stop)
     first = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.direct(q["question"], q["choices"])), (0,))
@@ -171,15 +170,3 @@ def ask_messages(q: dict, answer: str) -> list[dict]:
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
-
-
-ASK_SCHEMA = pa.schema([
-    ("iteration", pa.int32()),
-    ("question_id", pa.string()),
-    ("index", pa.int32()),
-    ("seed", pa.int64()),
-    ("context_answer", pa.string()),
-    ("asked", pa.string()),
-    ("finished", pa.bool_()),
-    ("novel", pa.bool_()),
-])

@@ -317,6 +317,35 @@ def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> d
     return record(run, iteration, "scale", t0, {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}})
 
 
+def ask(run_dir: str, iteration: int, split: str = "test", n: int = 3, max_images: int = 0) -> dict:
+    """Self-generated questions of M_k (SQ-LLaVA's virtual user), `n` per image of `split`
+    -> asked/iteration=k/split=<split> (redone on every call: asking is a probe, not a step)."""
+    from r3v.rollout import SamplingParams
+    from r3v.schema import ASK_SCHEMA
+    from r3v.selfq import ask as sample_questions
+    from r3v.selfq import image_key
+
+    run = Run.open(run_dir)
+    sq, stop = run.cfg.sq, tuple(run.cfg.rollout.stop)
+    if not run.store.exists("questions", split=split):
+        raise ValueError(f"{run.dir}: no {split} split")
+    firsts: dict[str, dict] = {}
+    for q in run.questions(split):
+        firsts.setdefault(image_key(q), q)
+    images = list(firsts.values())[:max_images or None]
+    rows = sample_questions(run.sampler(iteration), images, n, SamplingParams(
+        sq.ask_temperature, sq.ask_top_p, sq.ask_max_new_tokens, stop), run.cfg.run.seed, iteration)
+    for r in rows:
+        r.update(iteration=iteration, split=split)
+    run.store.write("asked", pa.Table.from_pylist(rows, schema=ASK_SCHEMA), iteration=iteration, split=split)
+    total = len(rows) or 1
+    return {"images": len(images), "asked": len(rows),
+            "finished": round(sum(r["finished"] for r in rows) / total, 4),
+            "questions": round(sum(r["asked"].rstrip().endswith("?") for r in rows) / total, 4),
+            "novel": round(sum(r["novel"] for r in rows) / total, 4),
+            "distinct": len({r["asked"] for r in rows})}
+
+
 def _test_questions(run: Run) -> list[dict]:
     questions = run.questions("test")
     return questions[:run.cfg.eval.max_questions] if run.cfg.eval.max_questions else questions

@@ -1,7 +1,10 @@
 """SQ-LLaVA self-questioning: turn switching, packing, the [vusr] renderer's label spans, L_SQ."""
 
 import math
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from r3v import prompts
@@ -128,3 +131,42 @@ def test_sq_keys_leave_old_hashes_alone():
     assert load_config(None, ["sq.enabled=false"]).hash() == base.hash()
     assert load_config(None, ["sq.enabled=true"]).hash() != base.hash()
     assert load_config(None, ["model.prototype.enabled=true"]).hash() != base.hash()
+
+
+@pytest.mark.slow
+def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, embedded_model):
+    """One iteration with sq on (steps without Prefect): the seed stage and the iteration both
+    train L_SQ, the sq set is stored with its turns, and `r3v ask` samples from the virtual user."""
+    from r3v import steps
+    from r3v.run import init_run
+    from r3v.store import Store
+
+    cfg = load_config(None, [
+        f"run.root={tmp_path}", "run.name=sq", f"model.cache_dir={cache_dir}", "run.iterations=1",
+        "data.embedded.n_seed=120", "data.embedded.n_train=24", "data.embedded.n_test=6",
+        "data.embedded.questions_per_image=3", "seed.steps=60", "seed.batch_size=16", "train.epochs=1",
+        "train.batch_size=8", "train.grad_accum=1", "rollout.max_new_tokens=48", "sq.enabled=true"])
+    run_dir = str(init_run(cfg))
+    for step in (steps.prepare, steps.seed):
+        step(run_dir)
+    for step in (steps.sample, steps.judge, steps.build_sets):
+        step(run_dir, 1)
+    sizes = steps.build_sets(run_dir, 1)
+    store = Store(run_dir)
+    q = lambda sql: store.query(sql).to_pylist()  # noqa: E731
+    samples = q("SELECT turns FROM sets WHERE kind = 'sq'")
+    # 24 questions, 3 per image: 8 samples, less those with nothing to learn (no switch, no positive)
+    assert 0 < sizes["sq"] == len(samples) <= 8
+    assert all(any(t["asked_by"] == "vusr" or t["answer_kind"] != "context" for t in s["turns"]) for s in samples)
+    assert all(len(s["turns"]) == 3 and s["turns"][0]["asked_by"] == "user" for s in samples)
+    facts = steps.train(run_dir, 1)
+    assert facts["loss/sq"] > 0
+    log = q("SELECT iteration, sum(tokens_sq) AS sq, count(loss_sq) AS n FROM src_train_log GROUP BY 1 ORDER BY 1")
+    assert all(r["sq"] > 0 and r["n"] > 0 for r in log) and [r["iteration"] for r in log] == [0, 1]
+    turns = q("SELECT t.asked_by, count(*) AS n FROM sets, unnest(turns) AS u(t) WHERE kind = 'sq' GROUP BY 1")
+    assert {r["asked_by"] for r in turns} == {"user", "vusr"}
+    out = subprocess.run([sys.executable, "-m", "r3v.cli", "ask", run_dir, "--n", "2"],
+                         capture_output=True, text=True, check=True).stdout
+    asked = q("SELECT * FROM src_asked")
+    assert len(asked) == 2 * 2 and {r["iteration"] for r in asked} == {1}  # 6 test questions = 2 images
+    assert "asked by [vusr]" in out and all(r["context_answer"] for r in asked)
