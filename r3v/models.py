@@ -98,8 +98,22 @@ def language_model_linear_names(model) -> list[str]:
     return names
 
 
-def add_lora(model, r: int, alpha: int, dropout: float, target_modules: str = "auto", seed: int = 0):
-    """Wrap `model` with a fresh LoRA adapter on its language model (or modules matching a regex)."""
+def vision_linear_names(model) -> list[str]:
+    """Names of the Linear layers inside the vision encoder (not the projector)."""
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and any(part in name.split(".") for part in VISION_PARTS)]
+
+
+VISION_PATTERN = r"(?:.*\.)?(?:" + "|".join(VISION_PARTS) + r")\..*"
+"""peft rank/alpha pattern for every module inside a vision encoder."""
+
+
+def add_lora(model, r: int, alpha: int, dropout: float, target_modules: str = "auto", seed: int = 0,
+             vision_r: int = 0, vision_alpha: int = 0, modules_to_save: list[str] | None = None):
+    """Wrap `model` with a fresh LoRA adapter on its language model (or modules matching a regex),
+    and with `vision_r` > 0 on its vision encoder's Linear layers too, at that rank and
+    `vision_alpha` (default 2 x vision_r): one peft config, rank and alpha set per tower by
+    pattern (SQ-LLaVA trains a ViT LoRA r=32 next to the LLM's r=128)."""
     from peft import LoraConfig, get_peft_model
 
     if target_modules == "auto":
@@ -109,6 +123,16 @@ def add_lora(model, r: int, alpha: int, dropout: float, target_modules: str = "a
         targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and rx.search(n)]
         if not targets:
             raise ValueError(f"train.target_modules={target_modules!r} matches no Linear layer")
+    rank_pattern, alpha_pattern = {}, {}
+    if vision_r > 0:
+        vision = vision_linear_names(model)
+        if not vision:
+            raise ValueError(f"train.vision_lora_r={vision_r}: no Linear layers in a vision encoder "
+                             f"(looked for modules named {VISION_PARTS})")
+        targets = sorted(set(targets) | set(vision))
+        rank_pattern = {VISION_PATTERN: vision_r}
+        alpha_pattern = {VISION_PATTERN: vision_alpha or 2 * vision_r}
     torch.manual_seed(seed)
-    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none",
+                     rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, modules_to_save=modules_to_save)
     return get_peft_model(model, cfg)

@@ -243,7 +243,7 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
         model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
     else:
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
-                         seed=cfg.run.seed + iteration)
+                         seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha)
     weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
                "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
     qs = {q["id"]: q for q in run.questions("train")}

@@ -206,6 +206,15 @@ def _adapter_hash(adapter: str) -> str:
     return hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
 
 
+def _adapter_touches_vision(adapter: str) -> bool:
+    from r3v.models import VISION_PARTS
+
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    targets = cfg.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else targets
+    return any(part in t.split(".") for t in targets for part in VISION_PARTS)
+
+
 def _adapter_rank(adapter: str) -> int:
     cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
     return max([int(cfg["r"]), *map(int, (cfg.get("rank_pattern") or {}).values())])
@@ -228,6 +237,11 @@ class VLLMSampler:
         model = str(model_path)
         rank = 0
         self.adapters = adapters_mode(vc)
+        if adapter is not None and _adapter_touches_vision(adapter):
+            if vc.adapters == "lora":
+                raise ValueError(f"{adapter}: the adapter has LoRA on the vision tower, which vLLM does not serve "
+                                 "as LoRA (it would be ignored); use rollout.vllm.adapters=merged or auto")
+            self.adapters = "merged"
         if adapter is not None and self.adapters == "merged":
             model = merged_model(model, adapter, dtype)
         elif self.adapters == "lora":
