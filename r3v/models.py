@@ -31,10 +31,14 @@ def load_processor(path: str | Path):
 
 
 def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | None = None):
-    """The model at `path` (HF layout), with the peft adapter at `adapter` merged in, in eval mode."""
+    """The model at `path` (HF layout; its prototype extractor too), with the peft adapter at
+    `adapter` merged in, in eval mode."""
     from transformers import AutoModelForImageTextToText
 
+    from r3v import prototype
+
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=DTYPES[dtype])
+    prototype.load(model, Path(path))  # SQ-LLaVA's extractor, when the checkpoint has one
     if adapter is not None:
         from peft import PeftModel
 
@@ -49,15 +53,24 @@ def _vllm_key(key: str, model_type: str) -> str:
 
 
 def save_model(model, processor, path: str | Path, extra_files: dict[str, str] | None = None) -> Path:
-    """Save in HF layout with vLLM's key names; written to a temporary folder, then renamed."""
+    """Save in HF layout with vLLM's key names (a prototype extractor in its own files); written to
+    a temporary folder, then renamed."""
     from safetensors.torch import load_file, save_file
 
     from r3v.store import atomic_dir
 
+    from r3v import prototype
+
     path = Path(path)
     model_type = model.config.model_type
     with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp)
+        ext = model._modules.pop(prototype.NAME, None)  # not an HF module: saved beside the weights
+        try:
+            model.save_pretrained(tmp)
+        finally:
+            if ext is not None:
+                model._modules[prototype.NAME] = ext
+        prototype.save(model, tmp)
         processor.save_pretrained(tmp)
         for f in tmp.glob("*.safetensors"):
             sd = load_file(f)

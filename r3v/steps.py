@@ -76,14 +76,24 @@ def seed(run_dir: str) -> dict:
         return finished
     cfg = run.cfg
     seed_questions = run.questions("seed") if run.store.exists("questions", split="seed") else []
-    if not cfg.seed.enabled or not seed_questions:
+    skip = not cfg.seed.enabled or not seed_questions
+    if skip and not cfg.model.prototype.enabled:
         return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
+    from r3v import prototype
     from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
     from r3v.train.data import encode_all, seed_examples
     from r3v.train.loop import LoopSpec, train
 
     src = run.meta["source_model"]
     model, processor = load_model(src, cfg.model.dtype), load_processor(src)
+    pc = cfg.model.prototype
+    if pc.enabled and not hasattr(model, prototype.NAME):
+        prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                          seed=cfg.run.seed)
+    if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
+        out = save_model(model, processor, run.dir / "checkpoints" / "seed")
+        run.update_meta(base_model=str(out))
+        return record(run, 0, "seed", t0, {"skipped": True, "base_model": str(out)})
     if not cfg.seed.train_vision:
         freeze_vision_tower(model)
     examples = seed_examples(seed_questions, cfg.seed.direct_answers)
@@ -242,8 +252,11 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
 
         model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
     else:
+        from r3v.prototype import NAME
+
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
-                         seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha)
+                         seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
+                         modules_to_save=[NAME] if hasattr(model, NAME) else None)  # the extractor trains fully
     weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
                "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
     qs = {q["id"]: q for q in run.questions("train")}

@@ -135,8 +135,9 @@ def test_sq_keys_leave_old_hashes_alone():
 
 @pytest.mark.slow
 def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, embedded_model):
-    """One iteration with sq on (steps without Prefect): the seed stage and the iteration both
-    train L_SQ, the sq set is stored with its turns, and `r3v ask` samples from the virtual user."""
+    """One iteration with sq and the prototype extractor on (steps without Prefect): the seed stage
+    and the iteration both train L_SQ, the sq set is stored with its turns, the extractor is in M_0
+    and trained in the adapter, and `r3v ask` samples from the virtual user."""
     from r3v import steps
     from r3v.run import init_run
     from r3v.store import Store
@@ -145,7 +146,8 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, em
         f"run.root={tmp_path}", "run.name=sq", f"model.cache_dir={cache_dir}", "run.iterations=1",
         "data.embedded.n_seed=120", "data.embedded.n_train=24", "data.embedded.n_test=6",
         "data.embedded.questions_per_image=3", "seed.steps=60", "seed.batch_size=16", "train.epochs=1",
-        "train.batch_size=8", "train.grad_accum=1", "rollout.max_new_tokens=48", "sq.enabled=true"])
+        "train.batch_size=8", "train.grad_accum=1", "rollout.max_new_tokens=48", "sq.enabled=true",
+        "model.prototype.enabled=true", "model.prototype.clusters=16"])
     run_dir = str(init_run(cfg))
     for step in (steps.prepare, steps.seed):
         step(run_dir)
@@ -161,6 +163,13 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, em
     assert all(len(s["turns"]) == 3 and s["turns"][0]["asked_by"] == "user" for s in samples)
     facts = steps.train(run_dir, 1)
     assert facts["loss/sq"] > 0
+    from safetensors import safe_open
+
+    from r3v.prototype import WEIGHTS_FILE
+
+    assert (tmp_path / "sq" / "checkpoints" / "seed" / WEIGHTS_FILE).exists()
+    with safe_open(str(tmp_path / "sq" / "checkpoints" / "iteration=1" / "adapter_model.safetensors"), "pt") as f:
+        assert any("prototype_extractor" in k and "gate" in k for k in f.keys())
     log = q("SELECT iteration, sum(tokens_sq) AS sq, count(loss_sq) AS n FROM src_train_log GROUP BY 1 ORDER BY 1")
     assert all(r["sq"] > 0 and r["n"] > 0 for r in log) and [r["iteration"] for r in log] == [0, 1]
     turns = q("SELECT t.asked_by, count(*) AS n FROM sets, unnest(turns) AS u(t) WHERE kind = 'sq' GROUP BY 1")

@@ -88,6 +88,11 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
                 batch_size=rc.batch_size, progress=progress))
         return _SAMPLER["sampler"]
     if rc.backend == "vllm":
+        from r3v.prototype import has_prototype
+
+        if has_prototype(model_path):
+            raise ValueError(f"{model_path} has a prototype extractor (model.prototype), which vLLM cannot run; "
+                             "use rollout.backend=transformers")
         from r3v.rollout.vllm_backend import VLLMSampler
 
         return VLLMSampler(model_path, adapter, dtype, rc.vllm, max_lora_rank=rc.vllm.max_lora_rank or max_lora_rank,
