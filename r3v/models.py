@@ -57,9 +57,8 @@ def save_model(model, processor, path: str | Path, extra_files: dict[str, str] |
     a temporary folder, then renamed."""
     from safetensors.torch import load_file, save_file
 
-    from r3v.store import atomic_dir
-
     from r3v import prototype
+    from r3v.store import atomic_dir
 
     path = Path(path)
     model_type = model.config.model_type
