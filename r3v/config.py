@@ -284,6 +284,21 @@ class SelfQuestioningConfig:
 
 
 @dataclass(frozen=True)
+class QARConfig:
+    """SQ-InstructBLIP's Questioner -> Answerer -> Reasoner chains (r3v/qar.py)."""
+
+    rollout_n: int = 0
+    """Chains sampled per train question in bootstrapping, next to the `rollout.n` CoT rationales.
+    Judged like rationales; positive chains also train the three roles (set `qar`), negative ones
+    feed refine and select like any negative."""
+    max_subquestions: int = 2
+    """K: sub-questions per chain (an empty or repeated one ends the asking earlier)."""
+    question_max_new_tokens: int = 32
+    answer_max_new_tokens: int = 24
+    """The Reasoner uses rollout.max_new_tokens."""
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     n: int = 3
     """Samples for maj@N, oracle@N and select@N."""
@@ -291,6 +306,9 @@ class EvalConfig:
     """0: the whole test split."""
     evaluate_seed: bool = True
     """Also evaluate the seed model, as iteration 0."""
+    strategy: Literal["cot", "qar", "both"] = "cot"
+    """What is sampled at test time: CoT rationales, Questioner-Answerer-Reasoner chains (`qar`
+    settings), or both, with maj/oracle/select over the union (N of each)."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +340,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sq: SelfQuestioningConfig = field(default_factory=SelfQuestioningConfig)
+    qar: QARConfig = field(default_factory=QARConfig)
     orchestration: OrchestrationConfig = field(default_factory=OrchestrationConfig)
 
     # -- derived -----------------------------------------------------------------------
@@ -360,7 +379,7 @@ class Config:
 
 
 LATE_KEYS = ("rollout.stop", "model.prototype", "data.embedded.questions_per_image", "train.vision_lora_r",
-             "train.vision_lora_alpha", "sq")
+             "train.vision_lora_alpha", "sq", "qar", "eval.strategy")
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 
 

@@ -6,6 +6,8 @@
 - oracle@N : any of the N samples is right (an upper bound for any selector).
 - select@N : R3V's test-time selection: the model reads the N sampled rationales in the select
              prompt and answers greedily.
+With `eval.strategy` qar or both, the samples are (also) Questioner-Answerer-Reasoner chains
+(r3v/qar.py), and select reads the union.
 Several N at once (test-time compute scaling) share one set of samples: those of N are the
 first N of the largest N.
 Eval sample seeds derive from (run seed, "eval", iteration, question id, index), so every
@@ -18,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from r3v import prompts
+from r3v.config import QARConfig
 from r3v.judge import judge_for_question, normalize
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
 
@@ -32,43 +35,70 @@ def majority(answers: Sequence[str | None]) -> str | None:
 
 
 def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, ns: int | Sequence[int],
-             params: SamplingParams, tolerance: float) -> tuple[list[dict], list[dict]]:
+             params: SamplingParams, tolerance: float, strategy: str = "cot", qar: QARConfig | None = None
+             ) -> tuple[list[dict], list[dict]]:
     """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA) for each N in `ns`.
 
     One greedy answer, max(ns) samples per question (sample i has the same seed whatever N, so
     the samples of N are the first N of max(ns)), and one select prompt per N over those N.
+    `strategy`: `cot` rationales, `qar` chains (SQ-InstructBLIP; pass@1 is the greedy chain), or
+    `both`: pass@1 is the greedy CoT answer (`qar_pass@1` the greedy chain's) and maj, oracle and
+    select run over the union of N rationales and N chains (named @2N).
     """
     ns = sorted({ns} if isinstance(ns, int) else set(ns))
     if not ns or ns[0] < 1:
         raise ValueError(f"sample counts must be >= 1, got {ns}")
+    if strategy not in ("cot", "qar", "both"):
+        raise ValueError(f"eval.strategy must be cot, qar or both, got {strategy!r}")
     greedy = SamplingParams(0.0, 1.0, params.max_new_tokens, params.stop)
-    cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
-                          sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval")) for q in questions]
-    greedy_out = sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)
-    sampled = sampler.generate(cot, params)
+    # per question: the greedy texts ({"pass@1": ..., maybe "qar_pass@1": ...}) and candidate lists per source
+    greedy_texts: list[dict[str, str]] = [{} for _ in questions]
+    sources: list[tuple[str, list[list[str]]]] = []  # (eval row strategy, per question: texts)
+    if strategy in ("cot", "both"):
+        cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
+                              sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval")) for q in questions]
+        for j, g in enumerate(sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)):
+            greedy_texts[j]["pass@1"] = g[0].text
+        sources.append(("sample", [[c.text for c in outs] for outs in sampler.generate(cot, params)]))
+    if strategy in ("qar", "both"):
+        from r3v.qar import sample_chains
+
+        qc = qar or QARConfig()
+        name = "pass@1" if strategy == "qar" else "qar_pass@1"
+        for j, chains in enumerate(sample_chains(sampler, questions, [(0,)] * len(questions), greedy, qc)):
+            greedy_texts[j][name] = chains[0].text
+        seeds = [sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval-qar") for q in questions]
+        sources.append(("qar-sample", [[c.text for c in chains] for chains in
+                                       sample_chains(sampler, questions, seeds, params, qc)]))
+    # the first n of each source, for each n (both: n rationales then n chains)
+    pools = {n: [[t for _, texts in sources for t in texts[j][:n]] for j in range(len(questions))] for n in ns}
+    label = {n: n * len(sources) for n in ns}
     selected = {n: sampler.generate([RolloutRequest(q["id"], q["image"]["bytes"], tuple(
-        prompts.select(q["question"], [c.text for c in outs[:n]], q["choices"])), (0,))
-        for q, outs in zip(questions, sampled)], greedy) for n in ns}
+        prompts.select(q["question"], pools[n][j], q["choices"])), (0,))
+        for j, q in enumerate(questions)], greedy) for n in ns}
 
     preds: list[dict] = []
     hits = Counter()
-    for j, (q, g, outs) in enumerate(zip(questions, greedy_out, sampled)):
+    for j, q in enumerate(questions):
         def row(strategy: str, idx: int, text: str, q=q) -> tuple[str | None, bool]:
             ans, v = judge_for_question(text, q, tolerance)
             preds.append(dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=idx,
                               text=text, answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason))
             return ans, v.correct
 
-        hits["pass@1"] += row("greedy", 0, g[0].text)[1]
-        judged = [row("sample", i, c.text) for i, c in enumerate(outs)]
+        for metric, text in greedy_texts[j].items():
+            hits[metric] += row("greedy" if metric == "pass@1" and strategy != "qar" else "qar-greedy", 0, text)[1]
+        judged = {name: [row(name, i, t) for i, t in enumerate(texts[j])] for name, texts in sources}
         for n in ns:
-            first = judged[:n]
-            hits[f"oracle@{n}"] += any(ok for _, ok in first)
+            first = [x for name, _ in sources for x in judged[name][:n]]
+            m = label[n]
+            hits[f"oracle@{m}"] += any(ok for _, ok in first)
             maj = majority([a for a, _ in first])
-            hits[f"maj@{n}"] += maj is not None and any(ok and normalize(a) == normalize(maj) for a, ok in first)
-            hits[f"select@{n}"] += row(f"select@{n}", 0, selected[n][j][0].text)[1]
+            hits[f"maj@{m}"] += maj is not None and any(ok and normalize(a) == normalize(maj) for a, ok in first)
+            hits[f"select@{m}"] += row(f"select@{m}", 0, selected[n][j][0].text)[1]
     total = len(questions)
-    names = ["pass@1"] + [f"{m}@{n}" for n in ns for m in ("maj", "oracle", "select")]
+    names = list(greedy_texts[0]) if questions else ["pass@1"]
+    names += [f"{m}@{label[n]}" for n in ns for m in ("maj", "oracle", "select")]
     metrics = [dict(iteration=iteration, metric=m, value=hits[m] / total if total else 0.0, n_questions=total)
                for m in names]
     return preds, metrics

@@ -55,6 +55,30 @@ def select(question: str, candidates: Sequence[str], choices: Sequence[str] | No
     return _user(f"{format_question(question, choices)}\nCandidates:\n{lines}\n{SELECT_INSTRUCTION}")
 
 
+# -- SQ-InstructBLIP (Jang et al., 2023): one model in three roles ------------------------
+
+QUESTIONER_INSTRUCTION = "Ask one short question about the image that helps answer the main question."
+ANSWERER_INSTRUCTION = "Answer the question briefly from the image."
+REASONER_INSTRUCTION = "Use the facts above, think step by step and end with 'Answer: X'."
+
+
+def questioner(question: str, choices: Sequence[str] | None, asked: Sequence[str]) -> list[dict]:
+    """The Questioner: the main question and the sub-questions asked so far -> a new sub-question."""
+    earlier = "".join(f"\nAsked: {q}" for q in asked)
+    return _user(f"Main question: {format_question(question, choices)}{earlier}\n{QUESTIONER_INSTRUCTION}")
+
+
+def answerer(sub_question: str) -> list[dict]:
+    """The Answerer: one sub-question about the image -> a short answer."""
+    return _user(f"{sub_question}\n{ANSWERER_INSTRUCTION}")
+
+
+def reasoner(question: str, choices: Sequence[str] | None, pairs: Sequence[tuple[str, str]]) -> list[dict]:
+    """The Reasoner: the main question and the sub-question/answer pairs -> a rationale and answer."""
+    facts = "".join(f"\nQ: {q} A: {a}" for q, a in pairs)
+    return _user(f"{format_question(question, choices)}\nFacts:{facts}\n{REASONER_INSTRUCTION}")
+
+
 VUSR = "[vusr]"
 """The virtual user's marker: the first line of a virtual-user turn."""
 

@@ -10,6 +10,9 @@ import pyarrow as pa
 
 from r3v.datasets import QUESTION_SCHEMA
 
+# One sub-question of a Questioner -> Answerer -> Reasoner chain and its answer.
+QA_PAIR = pa.struct([("question", pa.string()), ("answer", pa.string())])
+
 # Raw generations of the rollout step, before judging: rollouts/iteration=<k>/shard=<j>/
 ROLLOUT_SCHEMA = pa.schema([
     ("shard", pa.int32()),  # the rollout shard (a contiguous block of train questions) it came from
@@ -18,13 +21,14 @@ ROLLOUT_SCHEMA = pa.schema([
     ("iteration", pa.int32()),
     ("sample_index", pa.int32()),
     ("seed", pa.int64()),
-    ("prompt_kind", pa.string()),  # cot
+    ("prompt_kind", pa.string()),  # cot | qar (a chain; `rationale` is its Reasoner's)
     ("rationale", pa.string()),
     ("finished", pa.bool_()),  # ended with the end-of-turn token (not cut at max_new_tokens)
     ("model_ref", pa.string()),  # "<base path>@<adapter hash or 'none'>"
     ("prompt_tokens", pa.int32()),
     ("completion_tokens", pa.int32()),
     ("seconds", pa.float64()),  # this row's share of its batch's wall time
+    ("chain", pa.list_(QA_PAIR)),  # qar: the Questioner's sub-questions and the Answerer's answers (null for cot)
 ])
 
 # Judged samples, the pool: samples/iteration=<k>/
@@ -43,7 +47,7 @@ SQ_TURN = pa.struct([
     ("answer_kind", pa.string()),  # rationale (a positive, learnt) | gold (`Answer: X`, learnt) | context (not learnt)
 ])
 
-# Training sets: sets/iteration=<k>/kind=<sft|refine|select|sq>/
+# Training sets: sets/iteration=<k>/kind=<sft|refine|select|sq|qar>/
 SET_SCHEMA = pa.schema([
     ("example_id", pa.string()),
     ("iteration", pa.int32()),
@@ -55,6 +59,7 @@ SET_SCHEMA = pa.schema([
     ("target", pa.string()),  # the labelled span: rationale (sft), y+ (refine), answer (select)
     ("source_ids", pa.list_(pa.string())),  # sample_ids the example was built from
     ("turns", pa.list_(SQ_TURN)),  # sq: the packed questions about one image (question_id = the first)
+    ("chain", pa.list_(QA_PAIR)),  # qar: a positive chain's sub-questions and answers (target: its rationale)
 ])
 
 # Per-step training log: train_log/iteration=<k>/   (iteration 0 = seed stage)

@@ -4,7 +4,8 @@ The rules are the views in `data/sql/` (sft_examples, refine_pairs, select_sets)
 every sample of iterations 1..k (the pool accumulates; sets are rebuilt from it each iteration,
 as the R3V authors do). This module only maps their rows to the stored set schema. With
 self-questioning on, the `sq` set packs the view `sq_questions` into multi-turn samples
-(r3v/selfq.py).
+(r3v/selfq.py); with Questioner-Answerer-Reasoner chains in the rollout, the `qar` set holds each
+question's latest positive chain (view `qar_chains`), trained as its three roles' turns.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from r3v.store import Store
 KINDS = ("sft", "refine", "select")
 
 
-def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None
-               ) -> dict[str, pa.Table]:
-    """{kind: table in SET_SCHEMA} for `iteration`, from the pool up to it (and `sq` when enabled)."""
+def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None,
+               qar: bool = False) -> dict[str, pa.Table]:
+    """{kind: table in SET_SCHEMA} for `iteration`, from the pool up to it; `sq` when enabled, and
+    `qar` (the role examples of positive chains, view qar_chains) when the rollout samples chains."""
     con = store.connect(upto=iteration, seed=run_seed)
     try:
         sft = con.sql("SELECT * FROM sft_examples ORDER BY question_id").to_arrow_table().to_pylist()
@@ -46,6 +48,15 @@ def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningC
         for r in rows[kind]:
             r.update(iteration=iteration, kind=kind)
         out[kind] = pa.Table.from_pylist(rows[kind], schema=SET_SCHEMA)
+    if qar:
+        con = store.connect(upto=iteration, seed=run_seed)
+        try:
+            chains = con.sql("SELECT * FROM qar_chains ORDER BY question_id").to_arrow_table().to_pylist()
+        finally:
+            con.close()
+        out["qar"] = pa.Table.from_pylist([dict(
+            example_id=f"qar#{r['question_id']}", iteration=iteration, kind="qar", question_id=r["question_id"],
+            chain=r["chain"], target=r["target"], source_ids=r["source_ids"]) for r in chains], schema=SET_SCHEMA)
     if sq is not None and sq.enabled:
         from r3v.selfq import build_sq_set
 

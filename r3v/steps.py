@@ -160,6 +160,18 @@ def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
                  seed=req.seeds[i], prompt_kind="cot", rationale=c.text, finished=c.finished, model_ref=ref,
                  prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds)
             for req, comps in zip(requests, outs) for i, c in enumerate(comps)]
+    if cfg.qar.rollout_n > 0:  # Questioner -> Answerer -> Reasoner chains next to the CoT samples
+        from r3v.qar import sample_chains
+
+        seeds = [sample_seeds(cfg.run.seed, iteration, q["id"], cfg.qar.rollout_n, tag="qar") for q in questions]
+        for q, ss, chains in zip(questions, seeds, sample_chains(sampler, questions, seeds, sampling_params(rc), cfg.qar)):
+            rows += [dict(sample_id=f"{q['id']}#{iteration}#{rc.n + i}", question_id=q["id"], iteration=iteration,
+                          sample_index=rc.n + i, seed=ss[i], prompt_kind="qar", rationale=c.text, finished=c.finished,
+                          model_ref=ref, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                          seconds=c.seconds, chain=[{"question": a, "answer": b} for a, b in c.pairs])
+                     for i, c in enumerate(chains)]
+        order = {q["id"]: i for i, q in enumerate(questions)}
+        rows.sort(key=lambda r: (order[r["question_id"]], r["sample_index"]))
     run.store.write("rollouts", pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), iteration=iteration, shard=shard)
     facts = dict(questions=len(questions), samples=len(rows), first_question=questions[0]["id"] if questions else None,
                  last_question=questions[-1]["id"] if questions else None, seconds=time.perf_counter() - t0,
@@ -224,7 +236,7 @@ def build_sets(run_dir: str, iteration: int) -> dict:
     from r3v.sets import build_sets as build
 
     sizes = {}
-    for kind, table in build(run.store, iteration, run.cfg.run.seed, run.cfg.sq).items():
+    for kind, table in build(run.store, iteration, run.cfg.run.seed, run.cfg.sq, run.cfg.qar.rollout_n > 0).items():
         run.store.write("sets", table, iteration=iteration, kind=kind)
         sizes[kind] = table.num_rows
     return record(run, iteration, "build_sets", t0, sizes)
@@ -261,12 +273,19 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
                "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
     qs = {q["id"]: q for q in run.questions("train")}
     # A kind weighted 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
-    rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist() if weights[r["kind"]] > 0]
-    examples = examples_from_sets([r for r in rows if r["kind"] != "sq"], qs)
+    # the role turns of positive chains (set `qar`) are SFT targets
+    rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
+            if weights["sft" if r["kind"] == "qar" else r["kind"]] > 0]
+    examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
     if any(r["kind"] == "sq" for r in rows):
         from r3v.selfq import examples_from_sq_rows
 
         examples += examples_from_sq_rows([r for r in rows if r["kind"] == "sq"], qs)
+    if any(r["kind"] == "qar" for r in rows):
+        from r3v.qar import role_examples
+
+        examples += [ex for r in rows if r["kind"] == "qar" for ex in role_examples(qs[r["question_id"]], r["chain"],
+                                                                                    r["target"])]
     data = encode_all(processor, examples, tc.max_length)
     if not data:
         raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
@@ -304,7 +323,7 @@ def evaluate(run_dir: str, iteration: int) -> dict:
     questions = _test_questions(run)
     sampler = run.sampler(iteration)
     preds, metrics = run_eval(sampler, questions, iteration, cfg.run.seed, cfg.eval.n,
-                              sampling_params(rc), cfg.judge.relaxed_tolerance)
+                              sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "evaluate", t0, {m["metric"]: round(m["value"], 4) for m in metrics})
@@ -324,7 +343,7 @@ def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> d
     cfg, rc = run.cfg, run.cfg.rollout
     questions = _test_questions(run)
     preds, metrics = run_eval(run.sampler(iteration), questions, iteration, cfg.run.seed, ns,
-                              sampling_params(rc), cfg.judge.relaxed_tolerance)
+                              sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar)
     run.store.write("scaling_eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("scaling", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "scale", t0, {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}})
