@@ -47,6 +47,13 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     # Not in the default set: R3V with positives that must also read the scene right (a diagnostic
     # of false positives on the embedded benchmark; see JudgeConfig.check_reading).
     "r3v-checked": ["judge.check_reading=true"],
+    # Self-questioning (issue 6). They share the seed arm's M_0, so L_SQ is trained in the iterations
+    # only (sq.seed_stage has no effect on an adopted M_0), and the prototype extractor starts at
+    # gate 0 on M_0 in each iteration's adapter. They need several questions per image
+    # (data.embedded.questions_per_image > 1) in the experiment's config, for every arm.
+    "r3v-sq": ["sq.enabled=true"],
+    "r3v-sq-proto": ["sq.enabled=true", "model.prototype.enabled=true", "model.prototype.cluster_fraction=0.5"],
+    "r3v-qar": ["qar.rollout_n=3", "eval.strategy=both"],
 }
 DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select")
 DEFAULT_NS = (1, 3, 5, 8)
@@ -93,7 +100,7 @@ def adopt(arm_dir: str | Path, seed_dir: str | Path, donor_dir: str | Path | Non
         donor = Run.open(donor_dir)
         same = (donor.meta.get("base_model") == arm.meta["base_model"] and donor.cfg.rollout == arm.cfg.rollout
                 and donor.cfg.run.seed == arm.cfg.run.seed and donor.cfg.data == arm.cfg.data
-                and donor.cfg.model == arm.cfg.model)
+                and donor.cfg.model == arm.cfg.model and donor.cfg.qar == arm.cfg.qar)
         if same and done(donor, 1, "judge") is not None:
             arm.update_meta(adopted_rollouts_from=str(Path(donor_dir).resolve()))
             # the judged pool too when the judge is the same; else the arm judges the rollouts itself

@@ -42,6 +42,7 @@ def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | N
     if adapter is not None:
         from peft import PeftModel
 
+        prototype.for_adapter(model, adapter)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model.eval()
 

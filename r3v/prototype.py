@@ -13,7 +13,9 @@ pretrained projector's alignment is kept until the gate learns to open.
 It hooks into the model as a forward pre-hook on the projector (LLaVA family first) and lives in
 the model as the submodule `prototype_extractor`; checkpoints keep it beside the HF weights
 (`prototype_extractor.safetensors`, `r3v_prototype.json`), and LoRA iterations train it as a peft
-`modules_to_save` module, saved in the adapter.
+`modules_to_save` module, saved in the adapter. A run whose M_0 has no extractor (a shared seed
+model, or no seed stage) gets a gate-0 one at each iteration's training; the adapter then records
+its shape (`r3v_prototype.json`) so loading installs it before the adapter's weights.
 """
 
 from __future__ import annotations
@@ -111,8 +113,7 @@ def save(model, folder: Path) -> None:
     if ext is None:
         return
     save_file({k: v.detach().contiguous() for k, v in ext.state_dict().items()}, str(Path(folder) / WEIGHTS_FILE))
-    (Path(folder) / CONFIG_FILE).write_text(json.dumps(
-        {"dim": ext.dim, "clusters": ext.clusters, "em_steps": ext.em_steps}, indent=2))
+    write_config(model, folder)
 
 
 def load(model, folder: Path) -> PrototypeExtractor | None:
@@ -126,6 +127,31 @@ def load(model, folder: Path) -> PrototypeExtractor | None:
     ext = install(model, cfg["clusters"], cfg["em_steps"])
     ext.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
     return ext
+
+
+def ensure(model, clusters: int, em_steps: int, seed: int = 0) -> None:
+    """Install a fresh extractor unless `model` already has one (a base model without it gets a
+    gate-0 one, trained in the iterations' adapters)."""
+    if not hasattr(model, NAME):
+        install(model, clusters, em_steps, seed)
+
+
+def for_adapter(model, adapter: str | Path) -> None:
+    """Before loading `adapter`: give `model` the extractor the adapter trained (its weights are in
+    the adapter, its shape in the adapter's r3v_prototype.json) when the base model has none."""
+    cfg_file = Path(adapter) / CONFIG_FILE
+    if cfg_file.exists() and not hasattr(model, NAME):
+        cfg = json.loads(cfg_file.read_text())
+        install(model, cfg["clusters"], cfg["em_steps"])
+
+
+def write_config(model, folder: str | Path) -> None:
+    """Record the model's extractor shape in an adapter folder (its weights are in the adapter)."""
+    ext = getattr(model, NAME, None)
+    ext = getattr(ext, "original_module", ext)  # under peft, a ModulesToSaveWrapper
+    if ext is not None:
+        (Path(folder) / CONFIG_FILE).write_text(json.dumps(
+            {"dim": ext.dim, "clusters": ext.clusters, "em_steps": ext.em_steps}, indent=2))
 
 
 def has_prototype(folder: str | Path) -> bool:

@@ -259,13 +259,20 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
     release(cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
     base = run.meta["base_model"]
     model, processor = load_model(base, cfg.model.dtype), load_processor(base)
+    from r3v import prototype
+
+    pc = cfg.model.prototype
     if tc.init == "continue" and iteration > 1:
         from peft import PeftModel
 
+        prototype.for_adapter(model, run.adapter(iteration - 1))
         model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
     else:
         from r3v.prototype import NAME
 
+        if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
+            prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                             seed=cfg.run.seed)
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
                          seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
                          modules_to_save=[NAME] if hasattr(model, NAME) else None)  # the extractor trains fully
@@ -299,6 +306,7 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
     final = run.dir / "checkpoints" / f"iteration={iteration}"
     with atomic_dir(final) as tmp:
         model.save_pretrained(tmp)
+        prototype.write_config(model.base_model.model, tmp)
         manifest = {"iteration": iteration, "base_model": base, "init": tc.init,
                     "adapter_hash": file_hash(tmp / "adapter_model.safetensors"),
                     "examples": len(data), "steps": len(logs), "config_hash": cfg.hash()}

@@ -74,3 +74,25 @@ def test_checkpoint_and_adapter_carry_the_extractor(embedded_model, tmp_path):
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, trained, atol=1e-4)
     assert not torch.allclose(getattr(merged, prototype.NAME).gate, ext.gate)  # the trained copy
+
+
+def test_an_extractor_added_at_training_travels_in_the_adapter(embedded_model, tmp_path):
+    """A base model without an extractor (an adopted M_0): the iteration installs a gate-0 one,
+    trains it in the adapter, and loading the adapter onto the plain base restores it."""
+    processor = load_processor(embedded_model)
+    batch = _batch(processor)
+    model = load_model(embedded_model)
+    prototype.ensure(model, clusters=8, em_steps=2)
+    peft_model = add_lora(model.train(), r=4, alpha=8, dropout=0.0, modules_to_save=[prototype.NAME])
+    opt = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=0.1)
+    peft_model(**batch).logits.float().pow(2).mean().backward()
+    opt.step()
+    peft_model.eval()
+    with torch.no_grad():
+        trained = peft_model(**batch).logits
+    peft_model.save_pretrained(tmp_path / "adapter")
+    prototype.write_config(peft_model.base_model.model, tmp_path / "adapter")
+    merged = load_model(embedded_model, adapter=tmp_path / "adapter")
+    assert getattr(merged, prototype.NAME).clusters == 8
+    with torch.no_grad():
+        assert torch.allclose(merged(**batch).logits, trained, atol=1e-4)
