@@ -120,6 +120,8 @@ COLUMNS = [  # (column, header, format)
     ("unparsed_rate", "unparsed", "{:.3f}"), ("mean_rationale_tokens", "tokens", "{:.1f}"),
     ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
     ("loss_sft_end", "L_SFT", "{:.3f}"), ("loss_refine_end", "L_REF", "{:.3f}"), ("loss_select_end", "L_SEL", "{:.3f}"),
+    ("sq_samples", "sq", "{}"), ("loss_sq_end", "L_SQ", "{:.3f}"), ("qar_chains", "qar", "{}"),
+    ("qar_pass_at_1", "qar pass@1", "{:.3f}"),
     ("train_steps", "steps", "{}"), ("seconds_total", "seconds", "{:.0f}"),
 ]
 SCALING_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("n", "N", "{}"),

@@ -28,12 +28,15 @@ t AS (
     SELECT iteration,
            count(*) FILTER (WHERE kind = 'sft')    AS sft_examples,
            count(*) FILTER (WHERE kind = 'refine') AS refine_pairs,
-           count(*) FILTER (WHERE kind = 'select') AS select_sets
+           count(*) FILTER (WHERE kind = 'select') AS select_sets,
+           count(*) FILTER (WHERE kind = 'sq')     AS sq_samples,
+           count(*) FILTER (WHERE kind = 'qar')    AS qar_chains
     FROM sets GROUP BY iteration
 ),
 e AS (
     SELECT iteration,
            max(value) FILTER (WHERE metric = 'pass@1')         AS pass_at_1,
+           max(value) FILTER (WHERE metric = 'qar_pass@1')     AS qar_pass_at_1,
            max(value) FILTER (WHERE metric LIKE 'maj@%')       AS maj_at_n,
            max(value) FILTER (WHERE metric LIKE 'oracle@%')    AS oracle_at_n,
            max(value) FILTER (WHERE metric LIKE 'select@%')    AS select_at_n,
@@ -43,7 +46,8 @@ e AS (
 l AS (  -- each loss at the end of the iteration's training: mean over its last tenth of steps
     SELECT iteration, avg(loss_sft) FILTER (WHERE tail) AS loss_sft_end,
            avg(loss_refine) FILTER (WHERE tail) AS loss_refine_end,
-           avg(loss_select) FILTER (WHERE tail) AS loss_select_end
+           avg(loss_select) FILTER (WHERE tail) AS loss_select_end,
+           avg(loss_sq) FILTER (WHERE tail) AS loss_sq_end
     FROM (SELECT *, row_number() OVER (PARTITION BY iteration ORDER BY step DESC)
                     <= greatest(1, count(*) OVER (PARTITION BY iteration) // 10) AS tail
           FROM src_train_log)
@@ -58,6 +62,7 @@ SELECT its.iteration, e.pass_at_1, e.maj_at_n, e.oracle_at_n, e.select_at_n, e.e
        s.samples, s.positives, s.negatives, q.share_with_positive, q.share_mixed, s.unparsed_rate,
        s.mean_rationale_tokens, t.sft_examples, t.refine_pairs, t.select_sets,
        l.loss_sft_end, l.loss_refine_end, l.loss_select_end,
+       e.qar_pass_at_1, t.sq_samples, t.qar_chains, l.loss_sq_end,
        w.seconds_total, w.seconds_by_step
 FROM its
 LEFT JOIN e USING (iteration) LEFT JOIN s USING (iteration) LEFT JOIN q USING (iteration)

@@ -1,10 +1,11 @@
 -- Test-time compute scaling (r3v scale / the experiment runner): one row per iteration and N.
 -- pass@1 is greedy and the same for every N; maj@N and oracle@N use the first N samples of one
 -- shared set; select@N is the model answering the select prompt over those N rationales.
+-- (eval.strategy=both: N counts rationales and chains together; qar_pass@1 is in src_scaling.)
 CREATE OR REPLACE VIEW scaling AS
 WITH m AS (
     SELECT iteration, metric, value, n_questions,
-           CASE WHEN metric = 'pass@1' THEN NULL ELSE split_part(metric, '@', 2)::INT END AS n,
+           CASE WHEN metric LIKE '%pass@1' THEN NULL ELSE split_part(metric, '@', 2)::INT END AS n,
            split_part(metric, '@', 1) AS kind
     FROM src_scaling
 ),
