@@ -90,9 +90,10 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
     if rc.backend == "vllm":
         from r3v.prototype import has_prototype
 
-        if has_prototype(model_path):
-            raise ValueError(f"{model_path} has a prototype extractor (model.prototype), which vLLM cannot run; "
-                             "use rollout.backend=transformers")
+        for folder in (model_path, adapter):
+            if folder is not None and has_prototype(folder):
+                raise ValueError(f"{folder} has a prototype extractor (model.prototype), which vLLM cannot run; "
+                                 "use rollout.backend=transformers")
         from r3v.rollout.vllm_backend import VLLMSampler
 
         return VLLMSampler(model_path, adapter, dtype, rc.vllm, max_lora_rank=rc.vllm.max_lora_rank or max_lora_rank,

@@ -114,8 +114,12 @@ def encode(processor, ex: Example, max_length: int) -> Encoded | None:
         if not torch.equal(ids[:n], prefix):
             raise ValueError(f"turn {index}: its prefix tokenises differently inside the conversation "
                              "(the tokenizer merges across the turn boundary)")
-        tail = (ids[n:] == eos).nonzero()
-        end = n + int(tail[0]) + 1 if len(tail) else len(ids)  # through its end-of-turn token
+        stop = len(ids)
+        if index < len(messages) - 1:  # never past the turn, whatever the template ends it with
+            through = prompts.render(processor, messages[:index + 1])
+            stop = len(processor(images=[image], text=[through], return_tensors="pt")["input_ids"][0])
+        tail = (ids[n:stop] == eos).nonzero()
+        end = n + int(tail[0]) + 1 if len(tail) else stop  # through its end-of-turn token
         labels[n:end], kinds[n:end] = ids[n:end], KIND_INDEX[kind]
         first = n if first is None else min(first, n)
     if first is None or first >= max_length:
