@@ -84,12 +84,11 @@ def build_sq_set(store, iteration: int, run_seed: int, cfg: SelfQuestioningConfi
         gold = dict(con.sql("SELECT id, answer FROM questions WHERE split = 'train'").fetchall())
     finally:
         con.close()
-    rows = sq_rows(items, gold, iteration, run_seed, cfg)
-    if not rows:
+    if not pack(items, cfg.max_turns):
         raise ValueError("sq.enabled: no train image has two or more questions, so there is nothing to "
                          "self-question (set data.embedded.questions_per_image > 1, or use data with "
                          "several questions per image)")
-    return rows
+    return sq_rows(items, gold, iteration, run_seed, cfg)
 
 
 def image_key(q: dict) -> str:

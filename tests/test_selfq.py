@@ -179,3 +179,23 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, em
     asked = q("SELECT * FROM src_asked")
     assert len(asked) == 2 * 2 and {r["iteration"] for r in asked} == {1}  # 6 test questions = 2 images
     assert "asked by [vusr]" in out and all(r["context_answer"] for r in asked)
+
+
+def test_sq_set_from_the_store_and_a_clear_error_without_multi_question_images(tmp_path):
+    from r3v.datasets import to_table
+    from r3v.selfq import build_sq_set
+    from r3v.store import Store
+
+    def store_with(per_image, name):
+        store = Store(tmp_path / name)
+        rows = [dict(r, split="train") for r in generate("train", 12, EmbeddedTasksConfig(questions_per_image=per_image))]
+        store.write("questions", to_table(rows), split="train")
+        return store
+
+    with pytest.raises(ValueError, match="questions_per_image"):
+        build_sq_set(store_with(1, "one"), 1, 0, SelfQuestioningConfig(enabled=True))
+    # an empty pool: no positives, so answers are context and only switched questions teach
+    rows = build_sq_set(store_with(3, "three"), 1, 0, SelfQuestioningConfig(enabled=True))
+    assert 0 < len(rows) <= 4 and all(len(r["turns"]) == 3 for r in rows)
+    assert all(t["answer_kind"] == "context" for r in rows for t in r["turns"])
+    assert all(any(t["asked_by"] == "vusr" for t in r["turns"]) for r in rows)
