@@ -73,6 +73,9 @@ class PrototypeConfig:
     """> 0: K = ceil(fraction x image tokens) instead of `clusters`."""
     em_steps: int = 2
     """T soft-assignment / update rounds (the paper's 2)."""
+    lr: float = 0.0
+    """> 0: the extractor's own learning rate (its zero gate opens at about lr per step, so at
+    the LoRA rate a short run leaves it nearly shut); 0: the stage's lr (seed.lr, train.lr)."""
 
 
 @dataclass(frozen=True)
@@ -369,7 +372,7 @@ class Config:
             *parents, last = path.split(".")
             node, ref = d, default
             for p in parents:
-                node, ref = node[p], ref[p]
+                node, ref = node.get(p, {}), ref[p]
             if node.get(last) == ref[last]:
                 node.pop(last)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -378,7 +381,7 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-LATE_KEYS = ("rollout.stop", "model.prototype", "data.embedded.questions_per_image", "train.vision_lora_r",
+LATE_KEYS = ("rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
              "train.vision_lora_alpha", "sq", "qar", "eval.strategy")
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 

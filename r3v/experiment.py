@@ -52,7 +52,8 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     # gate 0 on M_0 in each iteration's adapter. They need several questions per image
     # (data.embedded.questions_per_image > 1) in the experiment's config, for every arm.
     "r3v-sq": ["sq.enabled=true"],
-    "r3v-sq-proto": ["sq.enabled=true", "model.prototype.enabled=true", "model.prototype.cluster_fraction=0.5"],
+    "r3v-sq-proto": ["sq.enabled=true", "model.prototype.enabled=true", "model.prototype.cluster_fraction=0.5",
+                     "model.prototype.lr=5e-3"],
     "r3v-qar": ["qar.rollout_n=3", "eval.strategy=both"],
 }
 DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select")

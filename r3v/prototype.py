@@ -145,6 +145,11 @@ def for_adapter(model, adapter: str | Path) -> None:
         install(model, cfg["clusters"], cfg["em_steps"])
 
 
+def lr_by_name(pc) -> tuple[tuple[str, float], ...]:
+    """The trainer's per-parameter lr for the extractor (`model.prototype.lr`; none at 0)."""
+    return ((NAME, pc.lr),) if pc.enabled and pc.lr > 0 else ()
+
+
 def write_config(model, folder: str | Path) -> None:
     """Record the model's extractor shape in an adapter folder (its weights are in the adapter)."""
     ext = getattr(model, NAME, None)

@@ -103,7 +103,8 @@ def seed(run_dir: str) -> dict:
         examples += seed_sq_examples(seed_questions, cfg.run.seed, cfg.sq)
     data = encode_all(processor, examples, cfg.train.max_length)
     spec = LoopSpec(lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
-                    warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed)
+                    warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed,
+                    lr_by_name=prototype.lr_by_name(cfg.model.prototype))
     weights = {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
     logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id)
     out = save_model(model, processor, run.dir / "checkpoints" / "seed")
@@ -300,7 +301,8 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
                            f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
     spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
                     max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
-                    group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration)
+                    group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration,
+                    lr_by_name=prototype.lr_by_name(pc))
     on_step = (lambda rec: progress(rec["step"] + 1, rec["total_steps"])) if progress else None
     logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=on_step)
     final = run.dir / "checkpoints" / f"iteration={iteration}"

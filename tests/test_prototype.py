@@ -96,3 +96,29 @@ def test_an_extractor_added_at_training_travels_in_the_adapter(embedded_model, t
     assert getattr(merged, prototype.NAME).clusters == 8
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, trained, atol=1e-4)
+
+
+def test_the_extractor_trains_at_its_own_lr(embedded_model):
+    """`model.prototype.lr`: the trainer gives the extractor's parameters their own learning rate
+    (here 0: the extractor stays put while LoRA moves; then a large one: its gate opens)."""
+    from r3v.config import PrototypeConfig
+    from r3v.train.loop import LoopSpec, train
+
+    processor = load_processor(embedded_model)
+    qs = generate("seed", 4, EmbeddedTasksConfig())
+    data = [encode(processor, Example("sft", q["image"]["bytes"], tuple(prompts.cot(q["question"])), q["rationale"]),
+                   512) for q in qs]
+    pc = PrototypeConfig(enabled=True, lr=0.05)
+    assert prototype.lr_by_name(pc) == ((prototype.NAME, 0.05),)
+    assert prototype.lr_by_name(PrototypeConfig(enabled=True)) == ()  # 0: the stage's lr
+    for lr, moves in ((1e-12, False), (0.05, True)):
+        model = load_model(embedded_model)
+        prototype.ensure(model, clusters=8, em_steps=2)
+        peft_model = add_lora(model.train(), r=4, alpha=8, dropout=0.0, modules_to_save=[prototype.NAME])
+        ext = getattr(peft_model.base_model.model, prototype.NAME).modules_to_save["default"]
+        lora = next(p for n, p in peft_model.named_parameters() if "lora_B" in n)
+        spec = LoopSpec(lr=1e-3, batch_size=2, max_steps=3, lr_by_name=prototype.lr_by_name(PrototypeConfig(enabled=True, lr=lr)))
+        logs = train(peft_model, data, spec, {"sft": 1.0}, processor.tokenizer.pad_token_id, progress=False)
+        assert logs[0]["lr"] <= 1e-3  # the logged lr is the base group's (scheduled)
+        assert lora.abs().sum() > 0  # LoRA trained at 1e-3 either way
+        assert (ext.gate.abs().max() > 0.05) == moves, (lr, ext.gate.abs().max())

@@ -35,6 +35,9 @@ class LoopSpec:
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     group_by_length: bool = False
     seed: int = 0
+    lr_by_name: tuple[tuple[str, float], ...] = ()
+    """(substring, lr): trainable parameters whose name holds the substring get their own lr
+    (the first match wins); the schedule scales every group alike."""
 
 
 def lr_at(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -50,8 +53,14 @@ def train(model, data: Sequence[Encoded], spec: LoopSpec, weights: dict[str, flo
     """Train `model`'s trainable parameters on `data`; returns one log record per optimizer step."""
     if not data:
         raise ValueError("no training examples")
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    groups: dict[float, list] = {spec.lr: []}  # the base group first: its lr is the one logged
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            lr = next((lr for key, lr in spec.lr_by_name if key in name), spec.lr)
+            groups.setdefault(lr, []).append(p)
+    params = [p for ps in groups.values() for p in ps]
+    opt = torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items() if ps], lr=spec.lr,
+                            weight_decay=spec.weight_decay)
     per_step = spec.batch_size * spec.grad_accum
     steps_per_epoch = max(1, math.ceil(len(data) / per_step))
     total = spec.max_steps or max(1, round(spec.epochs * steps_per_epoch))
