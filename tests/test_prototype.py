@@ -39,6 +39,16 @@ def _batch(processor):
     return {k: v for k, v in b.items() if k not in ("labels", "kinds")}
 
 
+def _one_step(peft_model, batch):
+    """One SGD step on every trainable parameter; the logits after it."""
+    opt = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=0.1)
+    peft_model(**batch).logits.float().pow(2).mean().backward()
+    opt.step()
+    peft_model.eval()
+    with torch.no_grad():
+        return peft_model(**batch).logits
+
+
 def test_checkpoint_and_adapter_carry_the_extractor(embedded_model, tmp_path):
     processor = load_processor(embedded_model)
     batch = _batch(processor)
@@ -63,12 +73,7 @@ def test_checkpoint_and_adapter_carry_the_extractor(embedded_model, tmp_path):
     peft_model = add_lora(reloaded.train(), r=4, alpha=8, dropout=0.0, modules_to_save=[prototype.NAME])
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert any(prototype.NAME in n and "lora_" not in n for n in trainable)
-    opt = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=0.1)
-    peft_model(**batch).logits.float().pow(2).mean().backward()
-    opt.step()
-    peft_model.eval()
-    with torch.no_grad():
-        trained = peft_model(**batch).logits
+    trained = _one_step(peft_model, batch)
     peft_model.save_pretrained(tmp_path / "adapter")
     merged = load_model(tmp_path / "m0", adapter=tmp_path / "adapter")
     with torch.no_grad():
@@ -84,12 +89,7 @@ def test_an_extractor_added_at_training_travels_in_the_adapter(embedded_model, t
     model = load_model(embedded_model)
     prototype.ensure(model, clusters=8, em_steps=2)
     peft_model = add_lora(model.train(), r=4, alpha=8, dropout=0.0, modules_to_save=[prototype.NAME])
-    opt = torch.optim.SGD([p for p in peft_model.parameters() if p.requires_grad], lr=0.1)
-    peft_model(**batch).logits.float().pow(2).mean().backward()
-    opt.step()
-    peft_model.eval()
-    with torch.no_grad():
-        trained = peft_model(**batch).logits
+    trained = _one_step(peft_model, batch)
     peft_model.save_pretrained(tmp_path / "adapter")
     prototype.write_config(peft_model.base_model.model, tmp_path / "adapter")
     merged = load_model(embedded_model, adapter=tmp_path / "adapter")
