@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from r3v import prompts
 from r3v.config import QARConfig
+from r3v.judge import normalize
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, derive_seed
 
 
@@ -26,10 +27,6 @@ class Chain:
     prompt_tokens: int  # the Reasoner's prompt
     completion_tokens: int  # all three roles' generated tokens
     seconds: float  # all three roles' share of their batches' time
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def sample_chains(sampler: Sampler, questions: Sequence[dict], seeds: Sequence[Sequence[int]],
@@ -59,7 +56,7 @@ def sample_chains(sampler: Sampler, questions: Sequence[dict], seeds: Sequence[S
             tokens[s] += c.completion_tokens
             seconds[s] += c.seconds
             sub = c.text.strip()
-            if sub and _norm(sub) not in {_norm(a) for a in asked[s]}:
+            if sub and normalize(sub) not in {normalize(a) for a in asked[s]}:
                 asked[s].append(sub)
                 still.append(s)
         outs = sampler.generate([request(s, prompts.answerer(asked[s][-1]), 0) for s in still], answer)

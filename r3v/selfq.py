@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 
 from r3v import prompts
 from r3v.config import SelfQuestioningConfig
+from r3v.judge import normalize
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, derive_seed, sample_seeds
 from r3v.train.data import Example
 
@@ -151,12 +152,12 @@ def ask(sampler: Sampler, questions: Sequence[dict], n: int, params: SamplingPar
             for q, a in zip(questions, answers)]
     by_image: dict[str, set[str]] = {}
     for q in questions:
-        by_image.setdefault(image_key(q), set()).add(_norm(prompts.format_question(q["question"], q["choices"])))
+        by_image.setdefault(image_key(q), set()).add(normalize(prompts.format_question(q["question"], q["choices"])))
     rows = []
     for q, a, req, outs in zip(questions, answers, asks, sampler.generate(asks, params)):
         for i, c in enumerate(outs):
             rows.append(dict(question_id=q["id"], index=i, seed=req.seeds[i], context_answer=a, asked=c.text,
-                             finished=c.finished, novel=_norm(c.text) not in by_image[image_key(q)]))
+                             finished=c.finished, novel=normalize(c.text) not in by_image[image_key(q)]))
     return rows
 
 
@@ -165,7 +166,3 @@ def ask_messages(q: dict, answer: str) -> list[dict]:
     answer, then an open virtual-user turn (its text is cut at the marker by the caller's template)."""
     return [prompts.question_turn(q["question"], q["choices"], rationale=False, image=True),
             prompts.assistant_turn(answer), prompts.vusr_turn("")]
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
