@@ -8,6 +8,7 @@
     r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
     r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
     r3v errors RUN [--iteration K]       why rationales are wrong: format, perception, arithmetic, reasoning
+    r3v data inspect SOURCE [--format F] what a dataset file holds: counts, rows, bad records
     r3v serve                            serve deployments r3v/iterate and r3v-experiment/experiment
 """
 
@@ -199,6 +200,18 @@ def cmd_build_model(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_inspect(ns: argparse.Namespace) -> int:
+    from r3v.datasets import inspect_source
+
+    columns = dict(kv.split("=", 1) for kv in ns.column or [])
+    try:
+        text, report = inspect_source(ns.source, ns.format, ns.image_dir, columns, ns.rows)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"r3v data inspect: {e}") from None
+    print(text)
+    return 0 if report.kept else 1
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     _prefect_env()
     from flows.serve import serve
@@ -258,6 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--source", choices=["eval", "samples"], default="eval",
                    help="eval: the test split's samples (default); samples: the iteration's rollouts")
     s.set_defaults(fn=cmd_errors)
+    s = sub.add_parser("data", help="look at a dataset before running on it")
+    data = s.add_subparsers(dest="data_cmd", required=True)
+    s = data.add_parser("inspect", help="counts, a few rows and every bad record of a dataset file or folder")
+    s.add_argument("source", help="a file or folder: a benchmark's own file, JSONL, Parquet or a HF datasets folder")
+    s.add_argument("--format", help="default: from the name (problems_*.json: tabmwp, *_human.json: chartqa, "
+                                    "clevr_*.json: clevr_math, *.pk: geoqa, *.jsonl, *.parquet, HF folder)")
+    s.add_argument("--image-dir", help="base folder for relative image paths (default: the file's folder)")
+    s.add_argument("--column", action="append", metavar="CANONICAL=SOURCE",
+                   help="generic formats: map a column, e.g. --column question=query")
+    s.add_argument("--rows", type=int, default=3, help="rows to show")
+    s.set_defaults(fn=cmd_data_inspect)
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)

@@ -128,11 +128,13 @@ class SourceConfig:
     """One split read from user data into the canonical question table."""
 
     path: str = ""
-    format: Literal["parquet", "jsonl", "hf"] = "parquet"
+    format: Literal["parquet", "jsonl", "hf", "tabmwp", "chartqa", "clevr_math", "geoqa", "m3cot"] = "parquet"
+    """parquet / jsonl / hf: generic files, columns mapped by `columns`; tabmwp, chartqa, clevr_math,
+    geoqa, m3cot: a benchmark as its authors publish it, with its own scoring (r3v/benchmarks.py)."""
     image_dir: str = ""
     """Base folder for relative image paths (default: the file's folder)."""
     columns: dict[str, str] = field(default_factory=dict)
-    """Canonical name -> source column (id, image, question, answer, choices, rationale)."""
+    """Canonical name -> source column (id, image, question, answer, choices, rationale); generic formats."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Canonical row: id, image {bytes, path}, question, answer, choices (list or null)
 (gold, seed split only), metadata (JSON string), split. Images are stored as bytes so a run folder
 is self-contained.
 
-Sources: Parquet (image as bytes, {bytes, path} struct or a path), JSONL + image folder, and a
-Hugging Face `datasets` folder (`save_to_disk`) or Parquet with an Image column. Every row is
+Sources: Parquet (image as bytes, {bytes, path} struct or a path), JSONL + image folder, a
+Hugging Face `datasets` folder (`save_to_disk`) or Parquet with an Image column, and the papers'
+benchmarks in their published formats (r3v/benchmarks.py: TabMWP, ChartQA, CLEVR-Math, GeoQA, M3CoT). Every row is
 validated: a missing or corrupt image, an empty question, a missing answer or a duplicate id raises
 `BadRowError` naming the file, row and id; with `skip_bad_rows` such rows are counted and reported
 in a `BadRowReport`, and every other row is kept.
@@ -190,9 +191,25 @@ def load_source(src: SourceConfig, split: str, skip_bad_rows: bool = False) -> t
     path = Path(src.path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data.{split}_split.path: {path} does not exist")
-    base = Path(src.image_dir).expanduser() if src.image_dir else (path if path.is_dir() else path.parent)
+    return read_source(path, src.format, split, Path(src.image_dir).expanduser() if src.image_dir else None,
+                       src.columns, skip_bad_rows)
+
+
+def read_source(path: Path, fmt: str, split: str, image_dir: Path | None = None, columns: dict[str, str] | None = None,
+                skip_bad_rows: bool = False) -> tuple[pa.Table, BadRowReport]:
+    """Read one file (or folder) of format `fmt` into the canonical table, validating every row."""
+    from r3v import benchmarks
+
+    if fmt in benchmarks.READERS:
+        if columns:
+            raise ValueError(f"{path}: `columns` maps generic files; the {fmt} adapter reads {fmt}'s own fields")
+        records, default_base = benchmarks.READERS[fmt](path), benchmarks.image_base(fmt, path)
+    elif fmt in READERS:
+        records, default_base = READERS[fmt](path), (path if path.is_dir() else path.parent)
+    else:
+        raise ValueError(f"{path}: unknown format {fmt!r} (one of {sorted(READERS) + list(benchmarks.FORMATS)})")
     report = BadRowReport()
-    rows = canonical_rows(READERS[src.format](path), str(path), split, base, src.columns, skip_bad_rows, report)
+    rows = canonical_rows(records, str(path), split, image_dir or default_base, columns or {}, skip_bad_rows, report)
     return to_table(rows), report
 
 
@@ -215,3 +232,64 @@ def load_splits(cfg: DataConfig) -> dict[str, tuple[pa.Table, BadRowReport]]:
             raise ValueError(f"data.{split}_split.path is required when data.source=files")
         out[split] = load_source(src, split, cfg.skip_bad_rows)
     return out
+
+
+# -- inspecting a source -----------------------------------------------------------------
+
+
+def inspect_source(path: str | Path, fmt: str | None = None, image_dir: str | Path | None = None,
+                   columns: dict[str, str] | None = None, rows: int = 3) -> tuple[str, BadRowReport]:
+    """What `r3v data inspect` prints: counts, the answers' shape, metadata fields, a few rows and
+    every bad row with its reason (nothing is written)."""
+    import collections
+
+    from PIL import Image
+
+    from r3v import benchmarks
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist")
+    fmt = fmt or benchmarks.detect_format(p)
+    if fmt is None:
+        raise ValueError(f"{p}: cannot tell the format from the name; give --format "
+                         f"({', '.join(sorted(READERS) + list(benchmarks.FORMATS))})")
+    table, report = read_source(p, fmt, "inspect", Path(image_dir).expanduser() if image_dir else None, columns,
+                                skip_bad_rows=True)
+    qs = table.to_pylist()
+    metas = [json.loads(q["metadata"] or "{}") for q in qs]
+    out = [f"{p} ({fmt}): {report.total} records, {report.kept} readable, {len(report.bad)} bad"]
+    if qs:
+        mc = sum(1 for q in qs if q["choices"])
+        from r3v.judge import to_number
+
+        numeric = sum(1 for q in qs if not q["choices"] and to_number(q["answer"]) is not None)
+        out.append(f"answers: {mc} multiple choice, {numeric} numeric, {len(qs) - mc - numeric} text; "
+                   f"{sum(1 for q in qs if q['rationale'])} with a gold rationale (usable as a seed split)")
+        scorers = collections.Counter(m.get("scorer") or ("integer" if m.get("answer_type") == "integer" else "default")
+                                      for m in metas)
+        out.append("scoring: " + ", ".join(f"{k} {v}" for k, v in scorers.most_common()))
+        images = collections.Counter(q["image"]["bytes"] for q in qs)
+        out.append(f"images: {len(images)} distinct ({len(qs) / len(images):.2f} questions per image)")
+        for key in sorted({k for m in metas for k in m} - {"scorer", "answer_type"}):
+            values = collections.Counter(str(m.get(key)) for m in metas if key in m)
+            if len(values) <= 12:
+                out.append(f"metadata.{key}: " + ", ".join(f"{v} {n}" for v, n in values.most_common()))
+            else:
+                out.append(f"metadata.{key}: {len(values)} distinct values")
+        out.append("")
+        for q in qs[:rows]:
+            with Image.open(io.BytesIO(q["image"]["bytes"])) as im:
+                size = f"{im.width}x{im.height}"
+            opts = f" | choices {q['choices']}" if q["choices"] else ""
+            out.append(f"[{q['id']}] image {size} | {q['question']!r}{opts} | answer {q['answer']!r}")
+            if q["rationale"]:
+                out.append(f"    rationale: {q['rationale'][:160]!r}")
+    if report.bad:
+        reasons = collections.Counter(b.reason.split(":")[0] for b in report.bad)
+        out.append("")
+        out.append("bad records by reason: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common()))
+        out += [f"  {b}" for b in report.bad[:20]]
+        if len(report.bad) > 20:
+            out.append(f"  ... and {len(report.bad) - 20} more")
+    return "\n".join(out), report

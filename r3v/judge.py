@@ -120,7 +120,49 @@ def judge_text(text: str | None, gold: str, choices: Sequence[str] | None = None
     return pred, judge(pred, gold, choices, tolerance, integer)
 
 
+def tabmwp_normalize(text: str, unit: str | None) -> str:
+    """TabMWP's answer normalisation: strip a leading `$` and trailing `.,/`, drop the unit; a number
+    loses its thousands separators, a fraction becomes its value, and a value is rounded to 3
+    places and printed without trailing zeros (`1,000` -> `1000`, `3/4` -> `0.75`, `5.50` -> `5.5`).
+    Unlike TabMWP's script the unit is dropped before the number test, so `5.50 dollars` is 5.5."""
+    t = text.strip()
+    if unit:
+        t = t.replace(unit, "").strip()
+    t = re.sub(r"^\$", "", t).rstrip(".,/").strip()
+    if re.fullmatch(r"[-+]?[\d,./]+", t):
+        n = t.replace(",", "")
+        try:
+            if re.fullmatch(r"[-+]?\d+", n):
+                return str(int(n))
+            if "/" in n:
+                num, den = n.split("/", 1)
+                value = round(float(num) / float(den), 3)
+            else:
+                value = round(float(n), 3)
+        except (ValueError, ZeroDivisionError):
+            return t
+        return re.sub(r"\.0+$", "", str(value))
+    return t
+
+
+def judge_tabmwp(pred: str | None, gold: str, unit: str | None) -> Verdict:
+    """TabMWP's free-text scoring: normalised answers equal, case-insensitively."""
+    if pred is None or not pred.strip():
+        return Verdict(False, "unparsed")
+    ok = tabmwp_normalize(pred, unit).lower() == tabmwp_normalize(gold, unit).lower()
+    return Verdict(ok, "exact" if ok else "mismatch")
+
+
 def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05) -> tuple[str | None, Verdict]:
-    """`judge_text` against a canonical question row; metadata `answer_type: integer` asks for exact counts."""
-    integer = json.loads(question.get("metadata") or "{}").get("answer_type") == "integer"
-    return judge_text(text, question["answer"], question["choices"], tolerance, integer)
+    """`judge_text` against a canonical question row, with the scorer its metadata names:
+    `answer_type: integer` (exact counts: CLEVR-Math), `scorer: relaxed` (ChartQA's relaxed
+    accuracy: 5% whatever `tolerance` is), `scorer: tabmwp` (TabMWP's normalisation for free-text
+    answers; its multiple choice is judged like any other)."""
+    meta = json.loads(question.get("metadata") or "{}")
+    scorer = meta.get("scorer")
+    if scorer == "tabmwp" and not question["choices"]:
+        pred = extract_answer(text)
+        return pred, judge_tabmwp(pred, question["answer"], meta.get("unit"))
+    if scorer == "relaxed":
+        tolerance = 0.05
+    return judge_text(text, question["answer"], question["choices"], tolerance, meta.get("answer_type") == "integer")
