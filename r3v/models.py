@@ -86,13 +86,19 @@ def save_model(model, processor, path: str | Path, extra_files: dict[str, str] |
 
 
 VISION_PARTS = ("vision_tower", "visual", "vision_model")  # LLaVA, Qwen2-VL, others
+PROJECTOR_PARTS = ("merger",)  # Qwen-VL keeps its projector inside `visual`
+
+
+def _in_vision_encoder(name: str) -> bool:
+    parts = name.split(".")
+    return any(p in parts for p in VISION_PARTS) and not any(p in parts for p in PROJECTOR_PARTS)
 
 
 def freeze_vision_tower(model) -> int:
     """Stop gradients into the vision encoder (not the projector); returns the frozen parameter count."""
     frozen = 0
     for name, p in model.named_parameters():
-        if any(part in name.split(".") for part in VISION_PARTS):
+        if _in_vision_encoder(name):
             p.requires_grad_(False)
             frozen += p.numel()
     if not frozen:
@@ -101,20 +107,25 @@ def freeze_vision_tower(model) -> int:
 
 
 def language_model_linear_names(model) -> list[str]:
-    """Names of the Linear layers inside the language model (not the vision tower, projector or head)."""
-    names = []
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".language_model." in f".{name}" and "lm_head" not in name:
-            names.append(name)
+    """Names of the Linear layers inside the language model (not the vision tower, projector or
+    head), found through the model's own `get_decoder()` (LLaVA's and Qwen-VL's `language_model`,
+    Idefics3's `text_model`), not by checkpoint name."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    prefix = next((name for name, module in model.named_modules() if module is decoder and name), None)
+    if prefix is None:
+        raise ValueError(f"{type(model).__name__}: cannot find its language model (get_decoder); "
+                         "set train.target_modules")
+    names = [name for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and name.startswith(prefix + ".")]
     if not names:
-        raise ValueError("found no Linear layers under a `language_model` module; set train.target_modules")
+        raise ValueError(f"found no Linear layers under {prefix}; set train.target_modules")
     return names
 
 
 def vision_linear_names(model) -> list[str]:
     """Names of the Linear layers inside the vision encoder (not the projector)."""
     return [name for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and any(part in name.split(".") for part in VISION_PARTS)]
+            if isinstance(module, torch.nn.Linear) and _in_vision_encoder(name)]
 
 
 VISION_PATTERN = r"(?:.*\.)?(?:" + "|".join(VISION_PARTS) + r")\..*"

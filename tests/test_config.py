@@ -43,3 +43,19 @@ def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert isinstance(cfg, Config)
     assert path.read_text().startswith("#"), "shipped configs start with the command that runs them"
+
+
+@pytest.mark.parametrize("name,family", [("qwen2-vl-2b-vllm.yaml", "qwen"), ("qwen2.5-vl-3b-vllm.yaml", "qwen"),
+                                         ("llava-1.5-7b-vllm.yaml", "llava")])
+def test_real_model_configs_carry_the_papers_hyper_parameters(name, family):
+    """R3V's settings: 3 samples at T=0.9, top-p 0.95; LoRA r=64 a=16 (Qwen) or r=128 a=256
+    (LLaVA); lr 3e-5; 3 epochs per iteration; global batch 64; max length 2048; the benchmark read
+    in its own format."""
+    cfg = load_config(ROOT / "configs" / name)
+    ro, tr = cfg.rollout, cfg.train
+    assert (ro.n, ro.temperature, ro.top_p) == (3, 0.9, 0.95)
+    assert (tr.lora_r, tr.lora_alpha) == ((64, 16) if family == "qwen" else (128, 256))
+    assert (tr.lr, tr.epochs, tr.batch_size * tr.grad_accum, tr.max_length) == (3e-5, 3, 64, 2048)
+    assert cfg.data.source == "files" and {s.format for s in (cfg.data.seed_split, cfg.data.train_split,
+                                                              cfg.data.test_split)} == {"tabmwp"}
+    assert cfg.model.dtype == "bfloat16" and cfg.rollout.backend == "vllm"

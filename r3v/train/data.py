@@ -125,7 +125,10 @@ def encode(processor, ex: Example, max_length: int) -> Encoded | None:
     if first is None or first >= max_length:
         return None
     ids, labels, kinds = ids[:max_length], labels[:max_length], kinds[:max_length]
-    vision = {k: v for k, v in full.items() if k not in ("input_ids", "attention_mask")}
+    # The processor's other outputs: image tensors, and per-token ones (Qwen-VL's mm_token_type_ids),
+    # which are cut with the ids and padded by `collate`.
+    vision = {k: (v[0, :max_length] if v.shape == full["input_ids"].shape else v)
+              for k, v in full.items() if k not in ("input_ids", "attention_mask")}
     return Encoded(KIND_INDEX[ex.kind], ids, labels, vision, kinds)
 
 
@@ -139,7 +142,7 @@ def encode_all(processor, examples: Sequence[Example], max_length: int) -> list[
 
 def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch: input_ids/labels/attention_mask and per-token `kinds` [B, L] (-1 off
-    target), vision tensors concatenated."""
+    target), image tensors concatenated, per-token processor outputs padded."""
     L = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), L), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), L), IGNORE, dtype=torch.long)
@@ -149,6 +152,11 @@ def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         n = len(e.input_ids)
         ids[i, :n], labels[i, :n], kinds[i, :n], mask[i, :n] = e.input_ids, e.labels, e.token_kinds, 1
     out = {"input_ids": ids, "labels": labels, "attention_mask": mask, "kinds": kinds}
-    for key in batch[0].vision:
-        out[key] = torch.cat([e.vision[key] for e in batch], dim=0)
+    for key, first in batch[0].vision.items():
+        if first.dim() == 1:  # per-token (aligned with input_ids): right-padded with zeros
+            out[key] = torch.zeros((len(batch), L), dtype=first.dtype)
+            for i, e in enumerate(batch):
+                out[key][i, :len(e.vision[key])] = e.vision[key]
+        else:
+            out[key] = torch.cat([e.vision[key] for e in batch], dim=0)
     return out
