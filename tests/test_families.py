@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 OVERRIDES = [
     "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=32", "data.embedded.n_test=12",
-    "seed.steps=150", "seed.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
+    "seed.steps=400", "seed.batch_size=16", "seed.lr=3e-3", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
     "rollout.max_new_tokens=48", "eval.n=2",
 ]
 
