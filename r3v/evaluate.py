@@ -17,21 +17,24 @@ iteration's model is scored on its own reproducible samples.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from r3v import prompts
 from r3v.config import QARConfig
-from r3v.judge import judge_for_question, normalize
+from r3v.judge import answer_key, judge_for_question, normalize
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
 
 
-def majority(answers: Sequence[str | None]) -> str | None:
+def majority(answers: Sequence[str | None], key: Callable[[str], str] = normalize) -> str | None:
+    """The most frequent answer (the first of it to appear on a tie); `key` says which answers are
+    the same (default: normalised text; evaluation uses `judge.answer_key`, the question's own)."""
     votes = [a for a in answers if a is not None]
     if not votes:
         return None
-    counts = Counter(normalize(a) for a in votes)
+    counts = Counter(key(a) for a in votes)
     best = max(counts.values())
-    return next(a for a in votes if counts[normalize(a)] == best)
+    return next(a for a in votes if counts[key(a)] == best)
 
 
 def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, ns: int | Sequence[int],
@@ -93,8 +96,9 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
             first = [x for name, _ in sources for x in judged[name][:n]]
             m = label[n]
             hits[f"oracle@{m}"] += any(ok for _, ok in first)
-            maj = majority([a for a, _ in first])
-            hits[f"maj@{m}"] += maj is not None and any(ok and normalize(a) == normalize(maj) for a, ok in first)
+            key = partial(answer_key, question=q)
+            maj = majority([a for a, _ in first], key)
+            hits[f"maj@{m}"] += maj is not None and any(ok and key(a) == key(maj) for a, ok in first)
             hits[f"select@{m}"] += row(f"select@{m}", 0, selected[n][j][0].text)[1]
     total = len(questions)
     names = list(greedy_texts[0]) if questions else ["pass@1"]

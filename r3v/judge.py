@@ -166,3 +166,18 @@ def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05
     if scorer == "relaxed":
         tolerance = 0.05
     return judge_text(text, question["answer"], question["choices"], tolerance, meta.get("answer_type") == "integer")
+
+
+def answer_key(pred: str, question: dict) -> str:
+    """What two answers to `question` share when they say the same thing (majority voting): the
+    option for multiple choice (letter or text), the number for numeric answers (`1,000` = `1000`),
+    TabMWP's normalisation under its scorer, else the normalised text."""
+    if question.get("choices"):
+        i = choice_index(pred, question["choices"])
+        return f"choice:{i}" if i is not None else normalize(pred)
+    meta = json.loads(question.get("metadata") or "{}")
+    if meta.get("scorer") == "tabmwp":
+        return tabmwp_normalize(pred, meta.get("unit")).lower()
+    n = to_number(pred)
+    return f"number:{n!r}" if n is not None else normalize(pred)
+

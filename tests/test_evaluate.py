@@ -83,3 +83,20 @@ def test_bad_n_is_refused():
 ])
 def test_majority(answers, expected):
     assert majority(answers) == expected
+
+
+def test_majority_votes_by_what_the_answers_mean():
+    """maj@N counts answers that say the same thing together: an option by letter or text, a
+    number however it is written, TabMWP's normalisation under its scorer."""
+    from functools import partial
+
+    from r3v.judge import answer_key
+
+    mc = {"choices": ["even", "odd"], "metadata": "{}"}
+    key = partial(answer_key, question=mc)
+    assert majority(["even", "B", "odd", "(B)"], key) == "B" and majority(["even", "B", "odd", "(B)"]) == "even"
+    num = {"choices": None, "metadata": "{}"}
+    assert majority(["1000", "7", "1,000", "7"], partial(answer_key, question=num)) == "1000"
+    tab = {"choices": None, "metadata": '{"scorer": "tabmwp", "unit": "dollars"}'}
+    assert majority(["3/4", "1", "0.75 dollars", "1"], partial(answer_key, question=tab)) == "3/4"
+    assert majority(["3/4", "1", "0.75 dollars", "1"]) == "1"
