@@ -4,6 +4,7 @@
     r3v sql RUN "SELECT …"               query a run's views read-only (RUN: folder or name under runs/)
     r3v report RUN                       rewrite and print a run's results table
     r3v build-model [CONFIG] [k=v ...]   build (or find) the cached embedded model; print its path
+    r3v build-model --family F --out D   a tiny random LLaVA / Qwen2-VL / Qwen2.5-VL / Idefics3 model
     r3v experiment [CONFIG] [k=v ...]    seed model vs STaR vs R3V and its ablations, side by side
     r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
     r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
@@ -195,6 +196,14 @@ def cmd_build_model(ns: argparse.Namespace) -> int:
     from r3v.config import load_config
     from r3v.embedded.model import ensure_built
 
+    if ns.family:
+        from r3v.embedded.families import build_tiny
+
+        if not ns.out:
+            raise SystemExit("r3v build-model --family: give --out FOLDER")
+        print(build_tiny(ns.family, ns.out))
+        return 0
+
     cfg = load_config(*_split(ns.args))
     print(ensure_built(cfg.model.embedded, cfg.model.cache_dir))
     return 0
@@ -237,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("report", help="write and print a run's results table")
     s.add_argument("run")
     s.set_defaults(fn=cmd_report)
-    s = sub.add_parser("build-model", help="build the embedded model (cached)")
+    s = sub.add_parser("build-model", help="build the embedded model (cached), or a tiny random model of a family")
     s.add_argument("args", nargs="*")
+    from r3v.embedded.families import FAMILIES
+
+    s.add_argument("--family", choices=FAMILIES,
+                   help="a tiny random model of this architecture, for checking a set-up (learns nothing)")
+    s.add_argument("--out", help="with --family: the folder to write")
     s.set_defaults(fn=cmd_build_model)
     s = sub.add_parser("experiment", help="seed vs STaR vs R3V and ablations, side by side")
     s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")

@@ -258,3 +258,20 @@ def test_data_inspect_shows_counts_rows_and_bad_records(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not valid JSON"):
         (tmp_path / "clevr_bad.json").write_text("{oops")
         main(["data", "inspect", str(tmp_path / "clevr_bad.json")])
+
+
+def test_a_run_config_reads_benchmark_splits(tmp_path):
+    """data.source=files with a benchmark format per split, as configs/*-vllm.yaml do."""
+    from r3v.config import load_config
+    from r3v.datasets import load_splits
+
+    path = _tabmwp(tmp_path)
+    chart = _chartqa(tmp_path)
+    cfg = load_config(overrides=["data.source=files", "data.skip_bad_rows=true",
+                                 f"data.seed_split.path={path}", "data.seed_split.format=tabmwp",
+                                 f"data.train_split.path={chart}", "data.train_split.format=chartqa",
+                                 f"data.test_split.path={path}", "data.test_split.format=tabmwp"])
+    splits = load_splits(cfg.data)
+    assert {k: t.num_rows for k, (t, _) in splits.items()} == {"seed": 3, "train": 4, "test": 3}
+    assert all(r["rationale"] for r in splits["seed"][0].to_pylist())  # TabMWP's solutions: a seed split
+    assert len(splits["train"][1].bad) == 1

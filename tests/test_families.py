@@ -66,3 +66,13 @@ def test_one_iteration_on_each_family(family, tmp_path, harness):
     # the adapter loads back onto the seed model through the same path a real checkpoint takes
     seed = tmp_path / "runs" / family / "checkpoints" / "seed"
     assert load_model(seed, adapter=adapter) is not None
+
+
+def test_build_model_cli_writes_a_family_folder(tmp_path, capsys):
+    from r3v.cli import main
+    from r3v.models import load_model, load_processor
+
+    assert main(["build-model", "--family", "idefics3", "--out", str(tmp_path / "m")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "m")
+    assert type(load_model(tmp_path / "m")).__name__ == "Idefics3ForConditionalGeneration"
+    assert load_processor(tmp_path / "m").tokenizer.eos_token == "<end_of_utterance>"
