@@ -180,4 +180,3 @@ def answer_key(pred: str, question: dict) -> str:
         return tabmwp_normalize(pred, meta.get("unit")).lower()
     n = to_number(pred)
     return f"number:{n!r}" if n is not None else normalize(pred)
-
