@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,15 +53,18 @@ def _with_answer_line(rationale: str | None, answer: str) -> str | None:
 
 
 def _letter(label: Any, n_choices: int) -> str:
-    """A choice label given as a letter (`B`, `(B)`) or a 0-based index, as its letter."""
-    if isinstance(label, bool):
-        raise ValueError(f"answer label {label!r} is neither a letter nor an index")
-    if isinstance(label, int):
-        i = label
-    elif isinstance(label, str) and label.strip().strip("()").upper() in LETTERS:
-        i = LETTERS.index(label.strip().strip("()").upper())
-    elif isinstance(label, str) and label.strip().isdigit():
-        i = int(label.strip())
+    """A choice label given as a letter (`B`, `(B)`) or a 0-based index (int, numpy int or digits),
+    as its letter."""
+    text = label.strip().strip("()").strip().upper() if isinstance(label, str) else None
+    if text is not None and len(text) == 1 and text in LETTERS:
+        i = LETTERS.index(text)
+    elif text is not None and text.isdigit():
+        i = int(text)
+    elif text is None and not isinstance(label, bool | float):
+        try:
+            i = operator.index(label)
+        except TypeError:
+            raise ValueError(f"answer label {label!r} is neither a letter nor an index") from None
     else:
         raise ValueError(f"answer label {label!r} is neither a letter nor an index")
     if not 0 <= i < n_choices:
@@ -242,7 +246,7 @@ def read_geoqa(path: Path) -> Iterator[dict]:
         rid = str(rec.get("id", hint))
         question = rec.get("English_problem") or rec.get("question") or rec.get("subject") or rec.get("problem")
         choices = rec.get("choices")
-        if not isinstance(choices, list) or len(choices) < 2:
+        if not isinstance(choices, list | tuple) or len(choices) < 2:
             yield _error(rid, f"choices must be a list of at least two options, got {choices!r}")
             continue
         choices = [str(c) for c in choices]

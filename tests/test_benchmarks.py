@@ -275,3 +275,18 @@ def test_a_run_config_reads_benchmark_splits(tmp_path):
     assert {k: t.num_rows for k, (t, _) in splits.items()} == {"seed": 3, "train": 4, "test": 3}
     assert all(r["rationale"] for r in splits["seed"][0].to_pylist())  # TabMWP's solutions: a seed split
     assert len(splits["train"][1].bad) == 1
+
+
+@pytest.mark.parametrize("label, letter", [("B", "B"), ("(c)", "C"), (1, "B"), (np.int64(3), "D"), ("2", "C")])
+def test_choice_labels(label, letter):
+    from r3v.benchmarks import _letter
+
+    assert _letter(label, 4) == letter
+
+
+@pytest.mark.parametrize("label", ["", "()", "AB", None, True, 1.0, 4, "E", "Z"])
+def test_bad_choice_labels_are_refused(label):
+    from r3v.benchmarks import _letter
+
+    with pytest.raises(ValueError, match="answer label"):
+        _letter(label, 4)
