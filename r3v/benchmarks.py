@@ -24,7 +24,7 @@ import io
 import json
 import operator
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,23 +113,30 @@ def chartqa_files(path: Path) -> list[Path]:
     return found
 
 
+def _numbered(path: Path, expected: str, record: Callable[[str, dict], dict]) -> Iterator[dict]:
+    """The records of a JSON list file, each made by `record(id, raw)`; ids are `{file stem}-{index}`
+    (these benchmarks have none)."""
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected {expected}")
+    for i, rec in enumerate(data):
+        rid = f"{path.stem}-{i:06d}"
+        yield record(rid, rec) if isinstance(rec, dict) else _error(rid, "record is not an object")
+
+
 def read_chartqa(path: Path) -> Iterator[dict]:
-    """`{split}_{human,augmented}.json`: [{imgname, query, label}], charts under the split's `png/`.
-    Ids are `{file stem}-{index}` (ChartQA has none); the scorer is relaxed accuracy."""
+    """`{split}_{human,augmented}.json`: [{imgname, query, label}], charts under the split's `png/`;
+    the scorer is relaxed accuracy."""
     for f in chartqa_files(path):
-        data = _load_json(f)
-        if not isinstance(data, list):
-            raise ValueError(f"{f}: expected ChartQA's list of {{imgname, query, label}}")
-        for i, rec in enumerate(data):
-            rid = f"{f.stem}-{i:06d}"
-            if not isinstance(rec, dict):
-                yield _error(rid, "record is not an object")
-                continue
+        subset = f.stem.split("_")[-1]
+
+        def record(rid: str, rec: dict, subset: str = subset) -> dict:
             imgname, label = rec.get("imgname"), rec.get("label")
-            yield {"id": rid, "image": f"png/{imgname}" if imgname else None, "question": rec.get("query"),
-                   "answer": None if label is None else str(label), "choices": None, "rationale": None,
-                   "metadata": {"scorer": "relaxed", "benchmark": "chartqa", "subset": f.stem.split("_")[-1],
-                                "imgname": imgname}}
+            return {"id": rid, "image": f"png/{imgname}" if imgname else None, "question": rec.get("query"),
+                    "answer": None if label is None else str(label), "choices": None, "rationale": None,
+                    "metadata": {"scorer": "relaxed", "benchmark": "chartqa", "subset": subset, "imgname": imgname}}
+
+        yield from _numbered(f, "ChartQA's list of {imgname, query, label}", record)
 
 
 # -- CLEVR-Math (Lindström & Abraham, 2022) ----------------------------------------------------
@@ -137,22 +144,17 @@ def read_chartqa(path: Path) -> Iterator[dict]:
 
 def read_clevr_math(path: Path) -> Iterator[dict]:
     """`clevr_{split}.json`: [{filename, question, answer}]; integer answers, judged exactly."""
-    data = _load_json(path)
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected CLEVR-Math's list of {{filename, question, answer}}")
-    for i, rec in enumerate(data):
-        rid = f"{path.stem}-{i:06d}"
-        if not isinstance(rec, dict):
-            yield _error(rid, "record is not an object")
-            continue
+
+    def record(rid: str, rec: dict) -> dict:
         answer = rec.get("answer")
         if answer is not None and not _is_integer(answer):
-            yield _error(rid, f"answer {answer!r} is not an integer (CLEVR-Math answers are counts)")
-            continue
-        yield {"id": rid, "image": rec.get("filename"), "question": rec.get("question"),
-               "answer": None if answer is None else str(int(float(answer))), "choices": None, "rationale": None,
-               "metadata": {"answer_type": "integer", "benchmark": "clevr_math", "filename": rec.get("filename"),
-                            **({"template": rec["template"]} if "template" in rec else {})}}
+            return _error(rid, f"answer {answer!r} is not an integer (CLEVR-Math answers are counts)")
+        return {"id": rid, "image": rec.get("filename"), "question": rec.get("question"),
+                "answer": None if answer is None else str(int(float(answer))), "choices": None, "rationale": None,
+                "metadata": {"answer_type": "integer", "benchmark": "clevr_math", "filename": rec.get("filename"),
+                             **({"template": rec["template"]} if "template" in rec else {})}}
+
+    yield from _numbered(path, "CLEVR-Math's list of {filename, question, answer}", record)
 
 
 def _is_integer(value: Any) -> bool:
