@@ -29,6 +29,8 @@ def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningC
         sft = con.sql("SELECT * FROM sft_examples ORDER BY question_id").to_arrow_table().to_pylist()
         ref = con.sql("SELECT * FROM refine_pairs ORDER BY question_id").to_arrow_table().to_pylist()
         sel = con.sql("SELECT * FROM select_sets ORDER BY question_id, rule").to_arrow_table().to_pylist()
+        chains = (con.sql("SELECT * FROM qar_chains ORDER BY question_id").to_arrow_table().to_pylist()
+                  if qar else [])
     finally:
         con.close()
     rows: dict[str, list[dict]] = {k: [] for k in KINDS}
@@ -49,11 +51,6 @@ def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningC
             r.update(iteration=iteration, kind=kind)
         out[kind] = pa.Table.from_pylist(rows[kind], schema=SET_SCHEMA)
     if qar:
-        con = store.connect(upto=iteration, seed=run_seed)
-        try:
-            chains = con.sql("SELECT * FROM qar_chains ORDER BY question_id").to_arrow_table().to_pylist()
-        finally:
-            con.close()
         out["qar"] = pa.Table.from_pylist([dict(
             example_id=f"qar#{r['question_id']}", iteration=iteration, kind="qar", question_id=r["question_id"],
             chain=r["chain"], target=r["target"], source_ids=r["source_ids"]) for r in chains], schema=SET_SCHEMA)

@@ -269,14 +269,12 @@ def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | N
         prototype.for_adapter(model, run.adapter(iteration - 1))
         model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
     else:
-        from r3v.prototype import NAME
-
         if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
             prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
                              seed=cfg.run.seed)
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
                          seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
-                         modules_to_save=[NAME] if hasattr(model, NAME) else None)  # the extractor trains fully
+                         modules_to_save=[prototype.NAME] if hasattr(model, prototype.NAME) else None)  # trains fully
     weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
                "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
     qs = {q["id"]: q for q in run.questions("train")}
