@@ -164,7 +164,7 @@ def cmd_image_reliance(ns: argparse.Namespace) -> int:
     if not questions:
         raise SystemExit("r3v image-reliance: the run has no seed split (gold rationales are needed)")
     base = run.meta["base_model"]
-    model = load_model(base, run.cfg.model.dtype, run.adapter(ns.iteration))
+    model = load_model(base, run.cfg.model.dtype, run.adapter(ns.iteration), run.device)
     r = image_reliance(model, load_processor(base), questions)
     print(f"iteration {ns.iteration}: rationale loss {r['loss_true']:.4f} with its own image, "
           f"{r['loss_shuffled']:.4f} with another's: gap {r['gap']:.4f} over {r['examples']} seed questions")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,6 +37,14 @@ class RunConfig:
     """Number of R3V iterations (sample, judge, sets, train, evaluate)."""
     torch_threads: int = 2
     """torch intra-op threads. Not part of the config hash (does not change results' meaning)."""
+    device: str = "auto"
+    """Where models run (seed stage, training, the transformers sampler, evaluation, `r3v ask`):
+    `auto` (the first accelerator torch sees, else the CPU), `cpu`, `cuda`, `cuda:N` or `mps`.
+    Not part of the config hash: a run started on one machine resumes on another."""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"run.device: {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,39 @@ class TrainConfig:
     init: Literal["base", "continue"] = "base"
     """`base`: each iteration trains a fresh adapter on the base model (the authors' choice);
     `continue`: it continues the previous iteration's adapter."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Compute precision of training (seed stage too): `bf16`/`fp16` run the forward under
+    autocast (`fp16` with a gradient scaler); weights keep `model.dtype`, and LoRA parameters and
+    optimizer state stay float32 (with model.dtype=bfloat16: bf16 weights, float32 LoRA)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them (less
+    memory, about a third more compute); non-reentrant, so it works with frozen towers and LoRA."""
+    lean_loss: bool = True
+    """The language-model head and cross-entropy run only at labelled positions, in chunks of at
+    most `loss_chunk_mb` of float32 logits (recomputed in the backward pass), instead of
+    [batch, length, vocabulary] logits. Same losses to float tolerance."""
+    loss_chunk_mb: int = 256
+    save_every: int = 50
+    """Every this many optimizer steps, save the training state (trainable weights, optimizer,
+    schedule, RNG, position in the data order) under `train_state/`; a killed training resumes
+    from it. 0: never. Applies to the seed stage too."""
+    processes: int = 1
+    """Data-parallel training processes (DDP, launched with torchrun): one per GPU, or CPU
+    processes on the gloo backend. `batch_size` is per micro-batch and `grad_accum` counts the
+    global micro-batches of one optimizer step, so the result does not depend on `processes`
+    (which must divide `grad_accum`)."""
+    torchrun_args: list[str] = field(default_factory=list)
+    """Extra torchrun arguments, e.g. for 2 nodes `[--nnodes=2, --node-rank=0, --rdzv-backend=c10d,
+    --rdzv-endpoint=HOST:29500]` (then `--standalone` is not passed). Empty: one machine."""
+
+    def __post_init__(self):
+        if self.processes < 1:
+            raise ConfigError(f"train.processes must be >= 1, got {self.processes}")
+        if self.grad_accum % self.processes:
+            raise ConfigError(f"train.grad_accum={self.grad_accum} must be a multiple of train.processes="
+                              f"{self.processes} (each process takes grad_accum / processes micro-batches a step)")
+        if self.save_every < 0 or self.loss_chunk_mb < 1:
+            raise ConfigError("train.save_every must be >= 0 and train.loss_chunk_mb >= 1")
 
 
 @dataclass(frozen=True)
@@ -359,8 +401,9 @@ class Config:
     def hash(self) -> str:
         """Hash of everything that changes what a run computes (not names or threads)."""
         d = self.to_dict()
-        for k in ("name", "root", "torch_threads"):
-            d["run"].pop(k)
+        for path in EXECUTION_KEYS:
+            section, key = path.split(".")
+            d[section].pop(key)
         d["model"].pop("cache_dir")
         d.pop("orchestration")  # where the work runs changes no result
         ro = d["rollout"]
@@ -383,7 +426,12 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-LATE_KEYS = ("rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
+EXECUTION_KEYS = ("run.name", "run.root", "run.torch_threads", "run.device", "train.gradient_checkpointing",
+                  "train.lean_loss", "train.loss_chunk_mb", "train.save_every", "train.processes",
+                  "train.torchrun_args")
+"""Keys that change where or how fast a run computes, not what: never in the config hash."""
+
+LATE_KEYS = ("train.precision", "rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
              "train.vision_lora_alpha", "sq", "qar", "eval.strategy")
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 

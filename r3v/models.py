@@ -30,9 +30,10 @@ def load_processor(path: str | Path):
     return processor
 
 
-def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | None = None):
+def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | None = None,
+               device: str | torch.device = "cpu"):
     """The model at `path` (HF layout; its prototype extractor too), with the peft adapter at
-    `adapter` merged in, in eval mode."""
+    `adapter` merged in, on `device` (a torch device; see r3v.device.resolve), in eval mode."""
     from transformers import AutoModelForImageTextToText
 
     from r3v import prototype
@@ -44,7 +45,7 @@ def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | N
 
         prototype.for_adapter(model, adapter)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return model.eval()
+    return model.to(device).eval()
 
 
 def _vllm_key(key: str, model_type: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from r3v.config import Config, ConfigError, config_from_dict
+from r3v.config import EXECUTION_KEYS, Config, ConfigError, config_from_dict
 from r3v.store import Store
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,15 @@ class Run:
 
         adapter = self.adapter(iteration)
         return make_sampler(self.cfg.rollout, self.meta["base_model"], str(adapter) if adapter else None,
-                            self.cfg.model.dtype, max_lora_rank=self.cfg.train.lora_r, seed=self.cfg.run.seed)
+                            self.cfg.model.dtype, max_lora_rank=self.cfg.train.lora_r, seed=self.cfg.run.seed,
+                            device=self.device)
+
+    @property
+    def device(self):
+        """The torch device of this process (`run.device`; under torchrun, its local rank's GPU)."""
+        from r3v.device import resolve
+
+        return resolve(self.cfg.run.device)
 
     def model_ref(self, iteration: int) -> str:
         adapter = self.adapter(iteration)
@@ -94,7 +102,7 @@ def init_run(cfg: Config) -> Path:
         if old.hash() != cfg.hash():
             a, b = old.to_dict(), cfg.to_dict()
             diff = [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a for k in a[s]
-                    if s != "orchestration" and (s != "run" or k not in ("name", "root", "torch_threads"))
+                    if s != "orchestration" and f"{s}.{k}" not in EXECUTION_KEYS
                     if a[s][k] != b[s][k]]
             raise RunConfigMismatch(
                 f"{run_dir} holds a run with another config (hash {old.hash()} != {cfg.hash()}; "

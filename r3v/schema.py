@@ -79,6 +79,7 @@ TRAIN_LOG_SCHEMA = pa.schema([
     ("seconds", pa.float64()),
     ("loss_sq", pa.float64()),  # self-questioning (null when off)
     ("tokens_sq", pa.int64()),
+    ("attempt", pa.int32()),  # 0: the first attempt; n: the n-th resume from a mid-training checkpoint
 ])
 
 # Evaluation predictions: eval/iteration=<k>/   (iteration 0 = seed model)

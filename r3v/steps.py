@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from r3v.run import Run, begin, done, file_hash, record
+from r3v.run import Run, begin, record
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,9 @@ def prepare(run_dir: str) -> dict:
                                           "source_model": str(model_path)})
 
 
-def seed(run_dir: str) -> dict:
-    """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
+def seed(run_dir: str, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0
+    (r3v/train/stages.py; in train.processes processes when set)."""
     run, finished, t0 = begin(run_dir, 0, "seed")
     if finished:
         return finished
@@ -79,39 +80,23 @@ def seed(run_dir: str) -> dict:
     skip = not cfg.seed.enabled or not seed_questions
     if skip and not cfg.model.prototype.enabled:
         return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
-    from r3v import prototype
-    from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
-    from r3v.train.data import encode_all, seed_examples
-    from r3v.train.loop import LoopSpec, train
-
-    src = run.meta["source_model"]
-    model, processor = load_model(src, cfg.model.dtype), load_processor(src)
-    pc = cfg.model.prototype
-    if pc.enabled and not hasattr(model, prototype.NAME):
-        prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
-                          seed=cfg.run.seed)
     if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
-        out = save_model(model, processor, run.dir / "checkpoints" / "seed")
+        from r3v import prototype
+        from r3v.models import load_model, load_processor, save_model
+
+        src, pc = run.meta["source_model"], cfg.model.prototype
+        model = load_model(src, cfg.model.dtype)
+        if not hasattr(model, prototype.NAME):
+            prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                              seed=cfg.run.seed)
+        out = save_model(model, load_processor(src), run.dir / "checkpoints" / "seed")
         run.update_meta(base_model=str(out))
         return record(run, 0, "seed", t0, {"skipped": True, "base_model": str(out)})
-    if not cfg.seed.train_vision:
-        freeze_vision_tower(model)
-    examples = seed_examples(seed_questions, cfg.seed.direct_answers)
-    if cfg.sq.enabled and cfg.sq.seed_stage:
-        from r3v.selfq import seed_sq_examples
+    from r3v.train.launch import run_stage
 
-        examples += seed_sq_examples(seed_questions, cfg.run.seed, cfg.sq)
-    data = encode_all(processor, examples, cfg.train.max_length)
-    spec = LoopSpec(lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
-                    warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed,
-                    lr_by_name=prototype.lr_by_name(cfg.model.prototype))
-    weights = {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
-    logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id)
-    out = save_model(model, processor, run.dir / "checkpoints" / "seed")
-    _write_train_log(run, 0, logs)
-    run.update_meta(base_model=str(out))
-    return record(run, 0, "seed", t0, {"examples": len(data), "steps": len(logs),
-                                       "final_loss": logs[-1]["loss/total"], "base_model": str(out)})
+    facts = run_stage(run, "seed", 0, progress)
+    run.update_meta(base_model=facts["base_model"])
+    return record(run, 0, "seed", t0, facts)
 
 
 def plan_shards(run_dir: str, iteration: int, shard_size: int | None = None) -> list[int]:
@@ -244,78 +229,17 @@ def build_sets(run_dir: str, iteration: int) -> dict:
 
 
 def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | None = None) -> dict:
-    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k.
-    `progress(step, total)` is called after each optimizer step."""
+    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k
+    (r3v/train/stages.py; in train.processes processes when set). `progress(step, total)` is
+    called after each optimizer step."""
     run, finished, t0 = begin(run_dir, iteration, "train")
     if finished:
         return finished
-    from r3v.models import add_lora, load_model, load_processor
     from r3v.rollout import release
-    from r3v.store import atomic_dir
-    from r3v.train.data import encode_all, examples_from_sets
-    from r3v.train.loop import LoopSpec
-    from r3v.train.loop import train as train_loop
+    from r3v.train.launch import run_stage
 
-    cfg, tc = run.cfg, run.cfg.train
-    release(cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
-    base = run.meta["base_model"]
-    model, processor = load_model(base, cfg.model.dtype), load_processor(base)
-    from r3v import prototype
-
-    pc = cfg.model.prototype
-    if tc.init == "continue" and iteration > 1:
-        from peft import PeftModel
-
-        prototype.for_adapter(model, run.adapter(iteration - 1))
-        model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
-    else:
-        if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
-            prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
-                             seed=cfg.run.seed)
-        model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
-                         seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
-                         modules_to_save=[prototype.NAME] if hasattr(model, prototype.NAME) else None)  # trains fully
-    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
-               "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
-    qs = {q["id"]: q for q in run.questions("train")}
-    # A kind weighted 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
-    # the role turns of positive chains (set `qar`) are SFT targets
-    rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
-            if weights["sft" if r["kind"] == "qar" else r["kind"]] > 0]
-    examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
-    if any(r["kind"] == "sq" for r in rows):
-        from r3v.selfq import examples_from_sq_rows
-
-        examples += examples_from_sq_rows([r for r in rows if r["kind"] == "sq"], qs)
-    if any(r["kind"] == "qar" for r in rows):
-        from r3v.qar import role_examples
-
-        examples += [ex for r in rows if r["kind"] == "qar" for ex in role_examples(qs[r["question_id"]], r["chain"],
-                                                                                    r["target"])]
-    data = encode_all(processor, examples, tc.max_length)
-    if not data:
-        raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
-                           f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
-                           f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
-    spec = LoopSpec(lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
-                    max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm, weight_decay=tc.weight_decay,
-                    group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration,
-                    lr_by_name=prototype.lr_by_name(pc))
-    on_step = (lambda rec: progress(rec["step"] + 1, rec["total_steps"])) if progress else None
-    logs = train_loop(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=on_step)
-    final = run.dir / "checkpoints" / f"iteration={iteration}"
-    with atomic_dir(final) as tmp:
-        model.save_pretrained(tmp)
-        prototype.write_config(model.base_model.model, tmp)
-        manifest = {"iteration": iteration, "base_model": base, "init": tc.init,
-                    "adapter_hash": file_hash(tmp / "adapter_model.safetensors"),
-                    "examples": len(data), "steps": len(logs), "config_hash": cfg.hash()}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    _write_train_log(run, iteration, logs)
-    last = logs[-1]
-    return record(run, iteration, "train", t0, {"examples": len(data), "steps": len(logs),
-                                                 "adapter_hash": manifest["adapter_hash"],
-                                                 **{k: round(v, 4) for k, v in last.items() if k.startswith("loss/")}})
+    release(run.cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
+    return record(run, iteration, "train", t0, run_stage(run, "train", iteration, progress))
 
 
 def evaluate(run_dir: str, iteration: int) -> dict:
@@ -399,5 +323,5 @@ def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
              "loss_refine": r.get("loss/refine"), "loss_select": r.get("loss/select"),
              "tokens_sft": r.get("tokens/sft", 0), "tokens_refine": r.get("tokens/refine", 0),
              "tokens_select": r.get("tokens/select", 0), "loss_sq": r.get("loss/sq"),
-             "tokens_sq": r.get("tokens/sq", 0)} for r in logs]
+             "tokens_sq": r.get("tokens/sq", 0), "attempt": r.get("attempt", 0)} for r in logs]
     run.store.write("train_log", pa.Table.from_pylist(rows, schema=TRAIN_LOG_SCHEMA), iteration=iteration)

@@ -71,7 +71,7 @@ def prepare(run_dir: str) -> dict:
 
 @step_task("seed")
 def seed(run_dir: str) -> dict:
-    return _log("seed", steps.seed(run_dir))
+    return _log("seed", steps.seed(run_dir, progress=Progress("Warm-up M_0 (optimizer steps)")))
 
 
 @step_task("sample_shard", "sample-it{iteration}-shard{shard}")

@@ -66,10 +66,10 @@ def sampling_params(rc: RolloutConfig) -> SamplingParams:
 
 
 def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype: str, progress: bool = True,
-                 max_lora_rank: int = 0, seed: int = 0) -> Sampler:
+                 max_lora_rank: int = 0, seed: int = 0, device: str = "cpu") -> Sampler:
     """The configured backend (`rc.backend`) sampling from `model_path` + peft `adapter`.
 
-    transformers: the model is loaded with the adapter merged, for this sampler. vllm: the
+    transformers: the model is loaded with the adapter merged, on `device`, for this sampler. vllm: the
     process's engine is reused (the adapter travels as a LoRARequest) or built; `max_lora_rank`
     sizes its LoRA slots (the run's train.lora_r) so that later adapters fit the same engine.
     """
@@ -80,11 +80,11 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
         # The last one is kept for the process: rollout shards (and the next iteration's rollout,
         # after evaluating the same model) reuse the loaded model. The weights' file times are in
         # the key, so a model or adapter rewritten at the same path is loaded anew.
-        key = (model_path, _stamp(model_path), adapter, _stamp(adapter), dtype, rc.batch_size, progress)
+        key = (model_path, _stamp(model_path), adapter, _stamp(adapter), dtype, rc.batch_size, progress, str(device))
         if _SAMPLER.get("key") != key:
             _SAMPLER.clear()
             _SAMPLER.update(key=key, sampler=TransformersSampler(
-                load_model(model_path, dtype, adapter), load_processor(model_path),
+                load_model(model_path, dtype, adapter, device), load_processor(model_path),
                 batch_size=rc.batch_size, progress=progress))
         return _SAMPLER["sampler"]
     if rc.backend == "vllm":

@@ -37,9 +37,9 @@ class PerRowSampler(LogitsProcessor):
             sorted_p = sorted_p * keep
             probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
         out = torch.full_like(scores, float("-inf"))
+        probs = probs.cpu()  # drawn with CPU generators: the same seed draws alike on any device
         for b, gen in enumerate(self.generators):
-            tok = torch.multinomial(probs[b], 1, generator=gen)
-            out[b, tok] = 0.0
+            out[b, int(torch.multinomial(probs[b], 1, generator=gen))] = 0.0
         return out
 
 

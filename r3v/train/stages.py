@@ -1,0 +1,158 @@
+"""The two training stages of a run: the seed stage (warm-up -> M_0) and iteration k's training
+(LoRA on M_0, or the continued adapter -> M_k).
+
+Each runs in one process, or in every process of a torchrun launch (r3v/train/launch.py):
+every process builds the same model and examples and trains its share of each step; the main
+process writes the outputs (checkpoint, train log) and the facts returned. Mid-training
+checkpoints go to `train_state/<stage>/` and are dropped once the stage's outputs are written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from r3v.run import Run, file_hash
+
+Progress = Callable[[int, int], None]
+
+
+def state_dir(run: Run, stage: str, iteration: int) -> Path:
+    return run.dir / "train_state" / ("seed" if stage == "seed" else f"iteration={iteration}")
+
+
+def loop_spec(cfg, **kw):
+    """A LoopSpec with the run's precision, memory and checkpoint settings (train.*)."""
+    from r3v.train.loop import LoopSpec
+
+    tc = cfg.train
+    return LoopSpec(precision=tc.precision, gradient_checkpointing=tc.gradient_checkpointing, lean_loss=tc.lean_loss,
+                    loss_chunk_mb=tc.loss_chunk_mb, save_every=tc.save_every, **kw)
+
+
+def _on_step(progress: Progress | None):
+    return (lambda rec: progress(rec["step"] + 1, rec["total_steps"])) if progress else None
+
+
+def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -> dict:
+    """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
+    from r3v import prototype
+    from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
+    from r3v.steps import _write_train_log
+    from r3v.train import dist, state
+    from r3v.train.data import encode_all, seed_examples
+    from r3v.train.loop import train
+
+    cfg = run.cfg
+    src = run.meta["source_model"]
+    model, processor = load_model(src, cfg.model.dtype, device=run.device), load_processor(src)
+    pc = cfg.model.prototype
+    if pc.enabled and not hasattr(model, prototype.NAME):
+        prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                          seed=cfg.run.seed)
+    if not cfg.seed.train_vision:
+        freeze_vision_tower(model)
+    examples = seed_examples(run.questions("seed"), cfg.seed.direct_answers)
+    if cfg.sq.enabled and cfg.sq.seed_stage:
+        from r3v.selfq import seed_sq_examples
+
+        examples += seed_sq_examples(run.questions("seed"), cfg.run.seed, cfg.sq)
+    data = encode_all(processor, examples, cfg.train.max_length)
+    spec = loop_spec(cfg, lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
+                     warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed,
+                     lr_by_name=prototype.lr_by_name(cfg.model.prototype))
+    weights = {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
+    folder = state_dir(run, "seed", 0)
+    logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=_on_step(progress),
+                 state_dir=folder)
+    out = run.dir / "checkpoints" / "seed"
+    if dist.is_main():
+        save_model(model, processor, out)
+        _write_train_log(run, 0, logs)
+        state.clear(folder)
+    return {"examples": len(data), "steps": len(logs), "final_loss": logs[-1]["loss/total"],
+            "resumed_from_step": _resumed(logs), "base_model": str(out)}
+
+
+def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) -> dict:
+    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k."""
+    from r3v import prototype
+    from r3v.models import add_lora, load_model, load_processor
+    from r3v.run import done
+    from r3v.steps import _write_train_log
+    from r3v.store import atomic_dir
+    from r3v.train import dist, state
+    from r3v.train.data import encode_all, examples_from_sets
+    from r3v.train.loop import train
+
+    cfg, tc = run.cfg, run.cfg.train
+    base = run.meta["base_model"]
+    model, processor = load_model(base, cfg.model.dtype, device=run.device), load_processor(base)
+    pc = cfg.model.prototype
+    if tc.init == "continue" and iteration > 1:
+        from peft import PeftModel
+
+        prototype.for_adapter(model, run.adapter(iteration - 1))
+        model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
+    else:
+        if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
+            prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                             seed=cfg.run.seed)
+        model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
+                         seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
+                         modules_to_save=[prototype.NAME] if hasattr(model, prototype.NAME) else None)  # trains fully
+    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
+               "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
+    qs = {q["id"]: q for q in run.questions("train")}
+    # A kind weighted 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
+    # the role turns of positive chains (set `qar`) are SFT targets
+    rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
+            if weights["sft" if r["kind"] == "qar" else r["kind"]] > 0]
+    examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
+    if any(r["kind"] == "sq" for r in rows):
+        from r3v.selfq import examples_from_sq_rows
+
+        examples += examples_from_sq_rows([r for r in rows if r["kind"] == "sq"], qs)
+    if any(r["kind"] == "qar" for r in rows):
+        from r3v.qar import role_examples
+
+        examples += [ex for r in rows if r["kind"] == "qar" for ex in role_examples(qs[r["question_id"]], r["chain"],
+                                                                                    r["target"])]
+    data = encode_all(processor, examples, tc.max_length)
+    if not data:
+        raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
+                           f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
+                           f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
+    spec = loop_spec(cfg, lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
+                     max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm,
+                     weight_decay=tc.weight_decay, group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration,
+                     lr_by_name=prototype.lr_by_name(pc))
+    folder = state_dir(run, "train", iteration)
+    logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=_on_step(progress),
+                 state_dir=folder)
+    adapter_hash = None
+    if dist.is_main():
+        final = run.dir / "checkpoints" / f"iteration={iteration}"
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp)
+            prototype.write_config(model.base_model.model, tmp)
+            adapter_hash = file_hash(tmp / "adapter_model.safetensors")
+            manifest = {"iteration": iteration, "base_model": base, "init": tc.init, "adapter_hash": adapter_hash,
+                        "examples": len(data), "steps": len(logs), "config_hash": cfg.hash()}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _write_train_log(run, iteration, logs)
+        state.clear(folder)
+    last = logs[-1]
+    return {"examples": len(data), "steps": len(logs), "adapter_hash": adapter_hash,
+            "resumed_from_step": _resumed(logs),
+            **{k: round(v, 4) for k, v in last.items() if k.startswith("loss/")}}
+
+
+def _resumed(logs: list[dict]) -> int:
+    """The step this attempt started from (0: it trained from the start)."""
+    last = logs[-1].get("attempt", 0)
+    return next(i for i, r in enumerate(logs) if r.get("attempt", 0) == last)
+
+
+STAGES = {"seed": seed_stage, "train": iteration_stage}
