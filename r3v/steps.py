@@ -186,7 +186,7 @@ def sample(run_dir: str, iteration: int) -> dict:
                            f"the layout's shards {shards} ({run.dir / 'shards'})")
     return record(run, iteration, "sample", t0, {
         "questions": sum(r["questions"] for r in recs), "samples": sum(r["samples"] for r in recs),
-        "shards": len(shards), "model_ref": run.model_ref(iteration - 1)},
+        "shards": len(shards), "model_ref": run.model_ref(iteration - 1), "device": str(run.device)},
         seconds=sum(r["seconds"] for r in recs) + time.perf_counter() - t0)
 
 
@@ -258,7 +258,8 @@ def evaluate(run_dir: str, iteration: int) -> dict:
                               sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
-    return record(run, iteration, "evaluate", t0, {m["metric"]: round(m["value"], 4) for m in metrics})
+    return record(run, iteration, "evaluate", t0, {**{m["metric"]: round(m["value"], 4) for m in metrics},
+                                                    "device": str(run.device)})
 
 
 def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> dict:

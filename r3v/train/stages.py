@@ -72,7 +72,7 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
         _write_train_log(run, 0, logs)
         state.clear(folder)
     return {"examples": len(data), "steps": len(logs), "final_loss": logs[-1]["loss/total"],
-            "resumed_from_step": _resumed(logs), "base_model": str(out)}
+            "resumed_from_step": _resumed(logs), "base_model": str(out), "device": str(run.device)}
 
 
 def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) -> dict:
@@ -145,7 +145,7 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
         state.clear(folder)
     last = logs[-1]
     return {"examples": len(data), "steps": len(logs), "adapter_hash": adapter_hash,
-            "resumed_from_step": _resumed(logs),
+            "resumed_from_step": _resumed(logs), "device": str(run.device),
             **{k: round(v, 4) for k, v in last.items() if k.startswith("loss/")}}
 
 
