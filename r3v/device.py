@@ -1,7 +1,7 @@
 """Where models run: `run.device` resolved against what torch sees, and the process's rank.
 
 `auto` is the first accelerator torch sees (CUDA, then Apple's MPS), else the CPU. Under
-torchrun each process takes the GPU of its local rank. A device that is not there is a
+torchrun each process takes the GPU of its local rank (`cuda:N` too). A device that is not there is a
 `ConfigError` that names the key, before any model is loaded.
 """
 
@@ -41,7 +41,9 @@ def resolve(spec: str = "auto") -> torch.device:
             raise ConfigError(f"run.device={spec}: torch sees no CUDA device (torch {torch.__version__}, "
                               f"built with CUDA {torch.version.cuda}); use run.device=auto or cpu")
         count = torch.cuda.device_count()
-        index = int(spec.split(":", 1)[1]) if ":" in spec else local_rank()
+        # under torchrun every process takes its local rank's GPU, whatever N says
+        index = int(spec.split(":", 1)[1]) if ":" in spec and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) == 1 \
+            else local_rank()
         if index >= count:
             raise ConfigError(f"run.device={spec}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
         return torch.device("cuda", index)

@@ -119,6 +119,12 @@ def release(rc: RolloutConfig) -> None:
     drop the process's cached transformers sampler. A no-op when nothing was loaded.
     """
     _SAMPLER.clear()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():  # hand the cached blocks back (torchrun's ranks need them)
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
     backend = sys.modules.get("r3v.rollout.vllm_backend")
     if rc.backend == "vllm" and backend is not None:
         backend.release(backend.release_mode(rc.vllm))

@@ -72,7 +72,6 @@ def enable_gradient_checkpointing(model) -> None:
     if not getattr(hf, "supports_gradient_checkpointing", False):
         raise ValueError(f"train.gradient_checkpointing: {type(hf).__name__} does not support it")
     hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    hf.config.use_cache = False
 
 
 def micro_batches(data: Sequence[Encoded], batch_size: int, group_by_length: bool, seed: int):

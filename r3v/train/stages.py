@@ -53,11 +53,12 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
                           seed=cfg.run.seed)
     if not cfg.seed.train_vision:
         freeze_vision_tower(model)
-    examples = seed_examples(run.questions("seed"), cfg.seed.direct_answers)
+    questions = run.questions("seed")
+    examples = seed_examples(questions, cfg.seed.direct_answers)
     if cfg.sq.enabled and cfg.sq.seed_stage:
         from r3v.selfq import seed_sq_examples
 
-        examples += seed_sq_examples(run.questions("seed"), cfg.run.seed, cfg.sq)
+        examples += seed_sq_examples(questions, cfg.run.seed, cfg.sq)
     data = encode_all(processor, examples, cfg.train.max_length)
     spec = loop_spec(cfg, lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
                      warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed,

@@ -24,15 +24,15 @@ WEIGHTS, STATE = "trainable.safetensors", "state.pt"
 
 def _rng() -> dict:
     out = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_initialized():  # this process's GPU only (not every GPU's context)
+        out["cuda"] = torch.cuda.get_rng_state()
     return out
 
 
 def _set_rng(state: dict) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save(folder: Path, params: dict[str, torch.Tensor], opt, sched, scaler, step: int, records: list[dict],
