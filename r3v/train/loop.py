@@ -122,8 +122,9 @@ def train(model, data: Sequence[Encoded], spec: LoopSpec, weights: dict[str, flo
         from torch.nn.parallel import DistributedDataParallel
 
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
+    # fused: one kernel per step, no per-parameter temporaries (less memory, faster than foreach)
     opt = torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items() if ps], lr=spec.lr,
-                            weight_decay=spec.weight_decay)
+                            weight_decay=spec.weight_decay, fused=device.type in ("cpu", "cuda", "mps"))
     per_step = spec.batch_size * spec.grad_accum
     steps_per_epoch = max(1, math.ceil(len(data) / per_step))
     total = spec.max_steps or max(1, round(spec.epochs * steps_per_epoch))

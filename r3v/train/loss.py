@@ -61,11 +61,16 @@ def lean_per_kind_losses(hidden: torch.Tensor, head: torch.nn.Module, labels: to
     """`per_kind_losses` from hidden states [B, L, H]: the head runs on the labelled positions only,
     `chunk_tokens` at a time; with more than one chunk each chunk's logits are recomputed in the
     backward pass instead of kept (so at most one chunk of [chunk_tokens, V] logits lives at once)."""
-    shift_labels = labels[:, 1:]  # [B, L-1]
-    target = shift_labels != IGNORE
-    token_kinds = (kinds[:, 1:] if kinds.dim() == 2 else kinds[:, None].expand_as(shift_labels))[target]  # [N]
-    h = hidden[:, :-1][target]  # [N, H]
-    t = shift_labels[target]  # [N]
+    # position i predicts token i+1: shift the labels, not the hidden states (a slice of these would
+    # cost a second [B, L, H] gradient buffer in the backward pass)
+    next_labels = torch.full_like(labels, IGNORE)
+    next_labels[:, :-1] = labels[:, 1:]  # [B, L]
+    target = next_labels != IGNORE
+    next_kinds = torch.full_like(labels, -1)
+    next_kinds[:, :-1] = kinds[:, 1:] if kinds.dim() == 2 else kinds[:, None]
+    token_kinds = next_kinds[target]  # [N]
+    h = hidden[target]  # [N, H]
+    t = next_labels[target]  # [N]
     if len(t) <= chunk_tokens:
         nll = _nll(head, h, t)
     else:

@@ -8,6 +8,7 @@ import ctypes
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -32,6 +33,10 @@ def peak(device: torch.device | str = "cpu") -> Iterator[dict]:
         yield out
         torch.cuda.synchronize(device)
         out.update(bytes=torch.cuda.max_memory_allocated(device) - before, what="cuda max_memory_allocated")
+        return
+    if not Path("/proc/self/clear_refs").exists():  # not Linux: nothing to read
+        yield out
+        out.update(bytes=0, what="not measured (no /proc on this platform)")
         return
     libc = ctypes.CDLL("libc.so.6")
     libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)  # tensors freed go back to the OS: RSS tracks live memory
