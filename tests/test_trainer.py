@@ -45,7 +45,7 @@ def _loss_and_grads(model, batch, **kw):
     model.zero_grad()
     total.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    return float(total), {k: float(v) for k, (v, _) in terms.items()}, grads
+    return float(total.detach()), {k: float(v.detach()) for k, (v, _) in terms.items()}, grads
 
 
 def test_device_is_resolved_and_checked_and_not_hashed():
@@ -149,3 +149,39 @@ def test_gradient_checkpointing_lowers_peak_memory(embedded_model, processor):
             obj(batch, labels, kinds)[0].backward()
         used[ckpt] = m["bytes"]
     assert used[True] < 0.6 * used[False], used
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_lean_loss_equals_full_on_qwen_vl_layouts(family):
+    """Qwen-VL's body computes its own 3-D rope positions from the image grid: the lean path
+    (body + head) gives the full path's loss and gradients on an image + text batch (a tiny random
+    model and synthetic inputs: these processors need torchvision, which this environment keeps out)."""
+    import transformers as tf
+
+    v, side = 512, 4  # vocabulary; 4 x 4 patches of 14 px, merged 2 x 2: 4 image tokens
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=v, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
+                                                                       "mrope_section": [2, 3, 3]})
+    if family == "qwen2_vl":
+        cls, ccls = tf.Qwen2VLForConditionalGeneration, tf.Qwen2VLConfig
+        vision = dict(depth=1, embed_dim=32, num_heads=2, hidden_size=64, patch_size=14)
+    else:
+        cls, ccls = tf.Qwen2_5_VLForConditionalGeneration, tf.Qwen2_5_VLConfig
+        vision = dict(depth=1, hidden_size=32, intermediate_size=64, out_hidden_size=64, num_heads=2, patch_size=14,
+                      fullatt_block_indexes=[0])
+    cfg = ccls(text_config=text, vision_config=vision, image_token_id=v - 3, video_token_id=v - 4,
+               vision_start_token_id=v - 2, vision_end_token_id=v - 1)
+    torch.manual_seed(0)
+    model = add_lora(cls(cfg), r=4, alpha=8, dropout=0.0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.cat([torch.tensor([[v - 2] + [v - 3] * 4 + [v - 1]] * 2), torch.randint(0, v - 8, (2, 20), generator=g)], 1)
+    labels = ids.clone()
+    labels[:, :12] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels, "kinds": torch.tensor([0, 1]),
+             "pixel_values": torch.randn(2 * side * side, 3 * 2 * 14 * 14, generator=g),
+             "image_grid_thw": torch.tensor([[1, side, side]] * 2), "mm_token_type_ids": (ids == v - 3).long()}
+    assert lean_parts(model) is not None
+    full, lean = _loss_and_grads(model, batch, lean=False), _loss_and_grads(model, batch, lean=True)
+    assert math.isclose(lean[0], full[0], rel_tol=1e-5) and lean[1].keys() == full[1].keys() == {"sft", "refine"}
+    for name, grad in full[2].items():
+        torch.testing.assert_close(lean[2][name], grad, rtol=1e-4, atol=1e-6)
