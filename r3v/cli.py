@@ -103,8 +103,15 @@ def _prefect_env() -> None:
 def cmd_experiment(ns: argparse.Namespace) -> int:
     config, overrides = _split(ns.args)
     from r3v.config import load_config
-    from r3v.experiment import ARMS, experiment_dir
+    from r3v.experiment import ARMS, QUICK, QUICK_OVERRIDES, experiment_dir
 
+    if ns.quick:
+        overrides = QUICK_OVERRIDES + overrides
+        for key, value in QUICK.items():
+            if getattr(ns, key) is None:
+                setattr(ns, key, value)
+    ns.iterations = 3 if ns.iterations is None else ns.iterations
+    ns.ns = ns.ns or [1, 3, 5, 8]
     cfg = load_config(config, overrides)  # fail fast, before Prefect starts
     bad = [a for a in ns.arms or [] if a not in ARMS]
     if bad:
@@ -115,8 +122,13 @@ def cmd_experiment(ns: argparse.Namespace) -> int:
     exp_dir = experiment_dir(cfg, ns.name)
     print(f"r3v: experiment {exp_dir}", flush=True)
     experiment_flow(config=config, overrides=overrides, name=ns.name, iterations=ns.iterations, arms=ns.arms,
-                    ns=ns.ns)
-    print(f"r3v: results in {exp_dir}/results.md; each arm is a run: r3v sql {exp_dir}/arms/r3v \"SELECT * FROM metrics\"")
+                    ns=ns.ns, seeds=ns.seeds)
+    if ns.seeds is None:
+        print(f"r3v: results in {exp_dir}/results.md; each arm is a run: "
+              f"r3v sql {exp_dir}/arms/r3v \"SELECT * FROM metrics\"")
+    else:
+        print(f"r3v: summary over seeds in {exp_dir}/summary.md; each seed's results in {exp_dir}/seed=<s>/results.md; "
+              f"each arm is a run: r3v sql {exp_dir}/seed={ns.seeds[0]}/arms/r3v \"SELECT * FROM level_accuracy\"")
     return 0
 
 
@@ -257,9 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("experiment", help="seed vs STaR vs R3V and ablations, side by side")
     s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
     s.add_argument("--name", default="experiment", help="folder under run.root (default: experiment)")
-    s.add_argument("--iterations", type=int, default=3)
-    s.add_argument("--arms", nargs="+", help="default: seed, star, r3v, r3v-no-refine, r3v-no-select; also r3v-checked")
-    s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8], help="N values for test-time scaling")
+    s.add_argument("--iterations", type=int, help="default 3 (--quick: 1)")
+    s.add_argument("--arms", nargs="+", help="default: seed, star, r3v, r3v-no-refine, r3v-no-select, r3v-canary; "
+                   "also r3v-checked, r3v-sq, r3v-sq-proto, r3v-qar")
+    s.add_argument("--ns", nargs="+", type=int, help="N values for test-time scaling (default 1 3 5 8; --quick: 1 2)")
+    s.add_argument("--seeds", nargs="+", type=int,
+                   help="repeat the comparison per seed (data, sampling, training) into <name>/seed=<s>/ and "
+                        "summarise: mean ± 95%% interval, McNemar per seed (--quick: 0)")
+    s.add_argument("--quick", action="store_true",
+                   help="tiny sizes, 1 iteration, 1 seed: proves the machinery in minutes, measures nothing")
     s.set_defaults(fn=cmd_experiment)
     s = sub.add_parser("scale", help="test-time compute scaling of a run's model")
     s.add_argument("run")

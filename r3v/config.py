@@ -68,6 +68,12 @@ class EmbeddedModelConfig:
     stand-in for a pretrained CLIP; r3v/embedded/vision.py). 0: leave it random."""
     vision_pretrain_batch: int = 64
     vision_pretrain_lr: float = 1e-3
+    reading_pretrain_steps: int = 300
+    """Build-time reading pretraining of the projector and LM ("Read the image." -> the scene's
+    reading in the benchmark's words; the stand-in for a real VLM's image-text alignment;
+    r3v/embedded/reading.py). 0: none (the model then learns to read from the seed split alone)."""
+    reading_pretrain_batch: int = 32
+    reading_pretrain_lr: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -118,11 +124,25 @@ class EmbeddedTasksConfig:
     gives self-questioning (`sq`) several questions per image to pack into multi-turn samples."""
     image_size: int = 64
     min_objects: int = 2
-    max_objects: int = 6
+    max_objects: int = 5
     """Objects per clevr_math scene."""
+    seed_levels: str = "1-2"
+    """Difficulty levels (reasoning steps per question) of the seed split, e.g. `1-2` or `1,3`."""
+    train_levels: str = "1-4"
+    """Levels of the answer-only train pool: wider than the seed split's, as in easy-to-hard
+    self-improvement."""
+    test_levels: str = "1-5"
+    """Levels of the test split: in range and beyond (accuracy is reported per level)."""
     seed: int = 1234
 
     def __post_init__(self):
+        from r3v.embedded.common import parse_levels
+
+        for key in ("seed_levels", "train_levels", "test_levels"):
+            try:
+                parse_levels(getattr(self, key))
+            except ValueError as e:
+                raise ConfigError(f"data.embedded.{key}: {e}") from None
         if self.questions_per_image < 1:
             raise ConfigError(f"data.embedded.questions_per_image must be >= 1, got {self.questions_per_image}")
         names = [n.strip() for n in self.families.split(",") if n.strip()]
@@ -228,6 +248,11 @@ class JudgeConfig:
     `wrong_reading`). A diagnostic for the embedded benchmark, not the paper's judge: real data
     has no scene truth, and rows without it are judged on the answer alone. Evaluation always
     judges the answer alone."""
+    shuffle_labels: bool = False
+    """The canary (`r3v experiment --arms r3v-canary`): after judging, the iteration's verdicts are
+    permuted among its samples (seeded by run.seed and the iteration; the same number of
+    positives). A loop that improves with shuffled labels learns from something other than the
+    judge. Never for real training. Evaluation is not affected."""
 
 
 @dataclass(frozen=True)
@@ -432,7 +457,8 @@ EXECUTION_KEYS = ("run.name", "run.root", "run.torch_threads", "run.device", "tr
 """Keys that change where or how fast a run computes, not what: never in the config hash."""
 
 LATE_KEYS = ("train.precision", "rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
-             "train.vision_lora_alpha", "sq", "qar", "eval.strategy")
+             "train.vision_lora_alpha", "sq", "qar", "eval.strategy", "judge.shuffle_labels",
+             "data.embedded.seed_levels", "data.embedded.train_levels", "data.embedded.test_levels")
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 
 

@@ -5,14 +5,15 @@ rationales read the scene first ("Objects: …." / "Bars: red 30, …." / "Table
 any arithmetic. A judged rationale is then classified, in this order:
 
 - `right`      : judged correct, with a right reading of the scene (or nothing to check against);
-- `lucky`      : judged correct although the reading is wrong: a false positive, which the SFT
-                 set then teaches as if it were a good rationale;
+- `lucky`      : judged correct although the reading is wrong, or the intermediate results are
+                 not the gold chain's (where the metadata keeps them): a false positive, which
+                 the SFT set then teaches as if it were a good rationale;
 - `format`     : no final answer could be parsed (`unparsed`);
 - `perception` : the reading of the scene is missing or differs from the truth where the
                  question needs it;
 - `arithmetic` : the reading is right but a written step `a + b - c = d` is wrong;
-- `reasoning`  : reading and written arithmetic are right, the answer is still wrong (the wrong
-                 objects counted, the wrong bars compared, the wrong option chosen);
+- `reasoning`  : reading and written arithmetic are right, the answer is still wrong (a step
+                 left out, the wrong bar added, a subtraction written as an addition);
 - `unknown`    : the question has no ground truth to check against (user data).
 
 This is what self-refine and self-select are meant to fix: perception and arithmetic slips, not
@@ -31,7 +32,8 @@ from r3v.judge import Verdict, judge_for_question
 
 KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
 _READING = {"clevr_math": ("Objects", "objects"), "chart": ("Bars", "bars"), "table": ("Table", "table")}
-_CHAIN = re.compile(r"((?:-?\d+ [-+] )+-?\d+) = (-?\d+)")
+_TERM = r"(?:[a-z]+ )?-?\d+"  # a number, optionally after the name it was read from: `blue 70`
+_CHAIN = re.compile(rf"((?:{_TERM} [-+] )+{_TERM}) = (-?\d+)")
 
 
 def _named(question: str, names) -> list[str]:
@@ -40,10 +42,10 @@ def _named(question: str, names) -> list[str]:
 
 def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
     """Does the rationale read the scene right where the question needs it? None: nothing to
-    check against. Only what the question asks about counts: for "the red and blue bars" a
-    misread yellow bar does not make a right answer lucky; for "which bar is the tallest" (no
-    colour named) every bar counts. For shapes, the count of objects the question filters on
-    (a colour or shape), and the total where the question needs it."""
+    check against. Only what the question asks about counts: for a chain over the red and blue bars
+    a misread yellow bar does not make a right answer lucky; with no item named every item
+    counts. For shapes, the total and the count of each colour the question subtracts (the
+    shapes of the objects never change the answer)."""
     family = meta.get("family")
     if family not in _READING or _READING[family][1] not in meta:
         return None
@@ -53,14 +55,10 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
         return False
     items = [x.strip() for x in m.group(1).split(",") if x.strip()]
     truth = meta[key]
-    if family == "clevr_math":
-        qtype = meta.get("qtype", "")
-        ok = True
-        if qtype in ("count_all", "subtract_shape", "subtract_colour", "add_total"):
-            ok = len(items) == len(truth)
-        wanted = _named(question.split(".")[-2] if qtype.startswith("add") else question, [*COLOURS, *SHAPES])
-        for w in wanted:
-            ok = ok and sorted(x for x in items if w in x.split()) == sorted(x for x in truth if w in x.split())
+    if family == "clevr_math":  # the total, and the count of each colour a step subtracts
+        ok = len(items) == len(truth)
+        for colour in re.findall(r"Subtract all (\w+) objects", question):
+            ok = ok and sum(colour in x.split() for x in items) == sum(colour in x.split() for x in truth)
         return ok
     read: dict[str, int | None] = {}
     for x in items:  # a name read twice with two values is read wrong
@@ -82,9 +80,9 @@ def judge_checking_reading(text: str | None, question: dict, tolerance: float = 
 
 
 def arithmetic_is_right(text: str) -> bool:
-    """Every written chain `a + b - c = d` in `text` adds up."""
+    """Every written chain `a + b - c = d` (or `red 30 + blue 70 = 100`) in `text` adds up."""
     for m in _CHAIN.finditer(text):
-        terms = m[1].split(" ")
+        terms = [t for t in m[1].split(" ") if not t.isalpha()]
         value = int(terms[0])
         for op, y in zip(terms[1::2], terms[2::2]):
             value += int(y) if op == "+" else -int(y)
@@ -93,12 +91,21 @@ def arithmetic_is_right(text: str) -> bool:
     return True
 
 
+def steps_are_right(text: str, meta: dict) -> bool | None:
+    """Are the rationale's intermediate results (each `... = N`, in order) the gold chain's
+    (`results` in the metadata)? None: no gold chain kept."""
+    gold = meta.get("results")
+    if not isinstance(gold, list):
+        return None
+    return [int(m[2]) for m in _CHAIN.finditer(text)] == gold
+
+
 def error_kind(text: str, correct: bool, judge_reason: str, metadata: str | dict | None, question: str = "") -> str:
     """The kind of a judged rationale (see the module docstring)."""
     meta = json.loads(metadata) if isinstance(metadata, str) else (metadata or {})
     reading = reading_is_right(text or "", meta, question)
     if correct:
-        return "lucky" if reading is False else "right"
+        return "lucky" if reading is False or steps_are_right(text or "", meta) is False else "right"
     if judge_reason == "unparsed":
         return "format"
     if reading is None:

@@ -47,6 +47,9 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     # Not in the default set: R3V with positives that must also read the scene right (a diagnostic
     # of false positives on the embedded benchmark; see JudgeConfig.check_reading).
     "r3v-checked": ["judge.check_reading=true"],
+    # The canary: R3V with each iteration's verdicts shuffled among its samples (same counts). It
+    # must not beat the seed model; if it does, the loop learns from something besides the judge.
+    "r3v-canary": ["judge.shuffle_labels=true"],
     # Self-questioning (issue 6). They share the seed arm's M_0, so L_SQ is trained in the iterations
     # only (sq.seed_stage has no effect on an adopted M_0), and the prototype extractor starts at
     # gate 0 on M_0 in each iteration's adapter. They need several questions per image
@@ -56,8 +59,17 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
                      "model.prototype.lr=5e-3"],
     "r3v-qar": ["qar.rollout_n=3", "eval.strategy=both"],
 }
-DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select")
+DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select", "r3v-canary")
 DEFAULT_NS = (1, 3, 5, 8)
+
+QUICK_OVERRIDES = [  # `r3v experiment --quick`: every arm and report on tiny sizes, to prove the machinery
+    "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=15", "seed.steps=100",
+    "seed.batch_size=16", "train.max_steps=3", "train.batch_size=8", "train.grad_accum=1",
+    "rollout.max_new_tokens=64", "eval.n=2",
+]
+QUICK = {"iterations": 1, "seeds": [0], "ns": [1, 2]}
+"""`--quick`: QUICK_OVERRIDES first (the command line's own overrides win), and these defaults.
+It measures nothing: 100 seed steps and 3 training steps teach the tiny model little."""
 
 # What an arm adopts: (table, partition keys); seed-arm parts first, then iteration-1 rollouts.
 SEED_PARTS = [("questions", {}), ("train_log", {"iteration": 0}), ("eval", {"iteration": 0}),

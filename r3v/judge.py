@@ -180,3 +180,15 @@ def answer_key(pred: str, question: dict) -> str:
         return tabmwp_normalize(pred, meta.get("unit")).lower()
     n = to_number(pred)
     return f"number:{n!r}" if n is not None else normalize(pred)
+
+
+def shuffle_verdicts(rows: list[dict], seed: str) -> None:
+    """Permute the verdicts (`correct`, `judge_reason`) of judged rows among them, in place and
+    seeded: the canary of `judge.shuffle_labels`. The count of positives is unchanged; which
+    rationales are called positive no longer depends on what they say."""
+    import random
+
+    verdicts = [(r["correct"], r["judge_reason"]) for r in rows]
+    random.Random(seed).shuffle(verdicts)
+    for r, (correct, reason) in zip(rows, verdicts):
+        r.update(correct=correct, judge_reason=reason)

@@ -196,7 +196,7 @@ def judge(run_dir: str, iteration: int) -> dict:
     if finished:
         return finished
     from r3v.error_kinds import judge_checking_reading
-    from r3v.judge import judge_for_question
+    from r3v.judge import judge_for_question, shuffle_verdicts
     from r3v.schema import SAMPLE_SCHEMA
 
     qs = {q["id"]: q for q in run.questions("train")}
@@ -207,6 +207,8 @@ def judge(run_dir: str, iteration: int) -> dict:
         q = qs[r["question_id"]]
         ans, v = (judge_checking_reading if check else judge_for_question)(r["rationale"], q, tol)
         r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
+    if run.cfg.judge.shuffle_labels:  # the canary arm: the same number of positives, on random samples
+        shuffle_verdicts(rows, f"{run.cfg.run.seed}:{iteration}:canary")
     run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
     n_pos = sum(r["correct"] for r in rows)
     reasons = dict(Counter(r["judge_reason"] for r in rows))

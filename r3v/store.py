@@ -30,7 +30,8 @@ from r3v.schema import TABLES
 
 # Named views in creation order (later ones select from earlier ones).
 VIEWS = ("questions", "samples", "positives", "negatives", "pool_stats", "sft_examples", "refine_pairs",
-         "select_sets", "sq_questions", "qar_chains", "sets", "metrics", "scaling", "loss_curves", "family_accuracy")
+         "select_sets", "sq_questions", "qar_chains", "sets", "metrics", "scaling", "loss_curves", "family_accuracy",
+         "level_accuracy")
 
 
 def sql_dir() -> Path:

@@ -8,8 +8,8 @@ persisted under a cache key of (run id, config hash, iteration, step, shard), so
 run shows finished tasks as Cached without running them.
 """
 
-from tasks.experiment import adopt, experiment_report
+from tasks.experiment import adopt, experiment_report, experiment_summary
 from tasks.steps import build_sets, evaluate, judge, prepare, report, sample, sample_shard, scale, seed, train
 
 __all__ = ["prepare", "seed", "sample_shard", "sample", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
-           "experiment_report"]
+           "experiment_report", "experiment_summary"]

@@ -20,3 +20,14 @@ def experiment_report(exp_dir: str, arms: list[str]) -> str:
     md = experiment.write_report(exp_dir, arms)
     get_run_logger().info("experiment report written to %s/results.md", exp_dir)
     return md
+
+
+@task(name="experiment-summary", cache_policy=NO_CACHE)
+def experiment_summary(exp_dir: str, seeds: list[int], arms: list[str], config: str | None,
+                       overrides: list[str]) -> str:
+    from r3v.config import load_config
+    from r3v.replicates import write_summary
+
+    md = write_summary(exp_dir, seeds, arms, load_config(config, overrides))
+    get_run_logger().info("summary over seeds %s written to %s/summary.md", seeds, exp_dir)
+    return md

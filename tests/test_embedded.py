@@ -48,7 +48,7 @@ def test_tasks_are_seeded_and_consistent():
     seen: dict[str, set] = {}
     for r in a:
         meta = json.loads(r["metadata"])
-        seen.setdefault(meta["family"], set()).add(meta["qtype"])
+        seen.setdefault(meta["family"], set()).add(meta["level"])
         assert r["id"].startswith(tasks.FAMILIES[meta["family"]].PREFIX + "-seed-")
         assert extract_answer(r["rationale"]) == r["answer"]  # the gold rationale ends in the gold answer
         assert judge_for_question(r["rationale"], r)[1].correct, r  # and the judge accepts it
@@ -59,18 +59,42 @@ def test_tasks_are_seeded_and_consistent():
             key, head = ("bars", "Bars") if meta["family"] == "chart" else ("table", "Table")
             read = re.match(rf"{head}: (.*?)\.", r["rationale"]).group(1).split(", ")
             assert dict((c, int(v)) for c, v in (x.split(" ") for x in read)) == meta[key]
-        if meta["answer_type"] == "choice":
-            assert r["choices"] and r["answer"] in "ABCD"[:len(r["choices"])]
+        assert meta["answer_type"] == "integer" and r["choices"] is None
         img = Image.open(io.BytesIO(r["image"]["bytes"]))
         assert img.size == (cfg.image_size, cfg.image_size)
-        for m in re.finditer(r"((?:\d+ [-+] )+\d+) = (\d+)", r["rationale"]):  # the arithmetic is right
-            terms = m[1].split(" ")
+        # one equation per step, each right, and its results are the ones the metadata keeps
+        eqs = re.findall(r"((?:(?:[a-z]+ )?\d+ [-+] )+(?:[a-z]+ )?\d+) = (\d+)", r["rationale"])
+        assert len(eqs) == meta["level"] and [int(x) for _, x in eqs] == meta["results"]
+        for lhs, result in eqs:
+            terms = [t for t in lhs.split(" ") if not t.isalpha()]
             value = int(terms[0])
             for op, y in zip(terms[1::2], terms[2::2]):
                 value += int(y) if op == "+" else -int(y)
-            assert value == int(m[2]), m[0]
-    assert seen == {name: set(q) for name, q in tasks.QTYPES.items()}
+            assert value == int(result) >= 0, lhs
+    assert seen == {name: {1, 2} for name in tasks.FAMILIES}  # the seed split: levels 1-2
     assert all(r["rationale"] is None for r in tasks.generate("train", 5, cfg))  # answer-only split
+
+
+def test_levels_per_split_easy_to_hard():
+    import pytest
+
+    from r3v.config import ConfigError, load_config
+
+    cfg = EmbeddedTasksConfig()
+
+    def levels(split, n=60, c=cfg):
+        return sorted({json.loads(r["metadata"])["level"] for r in tasks.generate(split, n, c)})
+
+    assert (levels("seed"), levels("train"), levels("test")) == ([1, 2], [1, 2, 3, 4], [1, 2, 3, 4, 5])
+    assert levels("test", c=EmbeddedTasksConfig(test_levels="3,6-7")) == [3, 6, 7]
+    # every family at every level, in equal shares
+    rows = tasks.generate("test", 150, cfg)
+    mix = {(json.loads(r["metadata"])["family"], json.loads(r["metadata"])["level"]) for r in rows}
+    assert len(mix) == 15
+    with pytest.raises(ConfigError, match="data.embedded.train_levels: bad level range '4-2'"):
+        load_config(overrides=["data.embedded.train_levels=4-2"])
+    with pytest.raises(ConfigError, match="data.embedded.test_levels: bad level 'x'"):
+        load_config(overrides=["data.embedded.test_levels=x"])
 
 
 def test_family_mix_is_configurable_and_validated():
@@ -84,21 +108,17 @@ def test_family_mix_is_configurable_and_validated():
         load_config(overrides=["data.embedded.families=clevr_math,charts"])
 
 
-def test_multiple_choice_and_relaxed_items_are_judged_like_their_benchmarks():
+def test_answers_are_exact_integers():
     from r3v.judge import judge_for_question
 
-    rows = tasks.generate("test", 120, EmbeddedTasksConfig())
-    mc = next(r for r in rows if json.loads(r["metadata"])["qtype"] == "most")
-    right = mc["choices"][ord(mc["answer"]) - ord("A")]
-    assert judge_for_question(f"Answer: {mc['answer']}", mc)[1].correct
-    assert judge_for_question(f"Answer: {right}", mc)[1].correct  # the option's text counts too
-    assert judge_for_question("Answer: D", mc)[1].reason == "bad_choice"  # out of range: wrong, not a pick
-    chart = next(r for r in rows if json.loads(r["metadata"])["qtype"] == "read")
-    gold = int(chart["answer"])
-    assert judge_for_question(f"Answer: {gold * 1.04:.1f}", chart)[1].correct  # relaxed: within 5%
-    assert not judge_for_question(f"Answer: {gold * 1.2:.1f}", chart)[1].correct
-    table = next(r for r in rows if json.loads(r["metadata"])["qtype"] == "total")
-    assert not judge_for_question(f"Answer: {int(table['answer']) + 0.3}", table)[1].correct  # counts: exact
+    rows = tasks.generate("test", 30, EmbeddedTasksConfig())
+    for r in rows:
+        gold = int(r["answer"])
+        assert judge_for_question(f"Answer: {gold}", r)[1].correct
+        # no relaxed credit: 5% of a chain's 200 would accept the neighbouring multiple of 10
+        assert not judge_for_question(f"Answer: {gold + 1}", r)[1].correct
+        if gold >= 25:
+            assert not judge_for_question(f"Answer: {gold * 1.04:.1f}", r)[1].correct
 
 
 def test_image_reaches_the_language_model(embedded_model, processor):

@@ -71,3 +71,41 @@ def test_checking_judge_turns_lucky_positives_into_negatives():
     assert judge_checking_reading(wrong, q) == judge_for_question(wrong, q)  # a wrong answer stays as judged
     user = {**q, "metadata": None}  # no scene truth: the answer alone
     assert judge_checking_reading(lucky, user) == judge_for_question(lucky, user)
+
+
+def test_a_right_answer_from_a_wrong_chain_is_lucky():
+    # the levelled benchmark keeps the gold chain's intermediate results: a right answer reached
+    # through a wrong step (two slips that cancel) is a lucky positive, not a right one
+    meta = {"family": "chart", "level": 2, "bars": {"red": 30, "blue": 70, "green": 20}, "results": [100, 80]}
+    q = "Take the red bar. Add the blue bar. Subtract the green bar. What is the result?"
+    right = "Bars: red 30, blue 70, green 20. red 30 + blue 70 = 100. 100 - green 20 = 80. Answer: 80"
+    cancelled = "Bars: red 30, blue 70, green 20. red 30 + blue 70 = 90. 90 - green 20 = 80. Answer: 80"
+    skipped = "Bars: red 30, blue 70, green 20. red 30 + blue 70 = 100. Answer: 80"
+    assert error_kind(right, True, "numeric", meta, q) == "right"
+    assert error_kind(cancelled, True, "numeric", meta, q) == "lucky"
+    assert error_kind(skipped, True, "numeric", meta, q) == "lucky"
+    assert arithmetic_is_right(right) and not arithmetic_is_right(cancelled)
+    assert error_kind(cancelled.replace("Answer: 80", "Answer: 70"), False, "mismatch", meta, q) == "arithmetic"
+
+
+def test_shape_chains_check_the_total_and_each_subtracted_colour():
+    meta = {"family": "clevr_math", "level": 2, "objects": ["red circle", "blue square", "red square"],
+            "results": [1, 3]}
+    q = "Subtract all red objects. Add 2 green circles. How many objects are left?"
+    assert reading_is_right("Objects: red square, blue circle, red circle. Total: 3.", meta, q)  # shapes not needed
+    assert not reading_is_right("Objects: red square, blue circle, blue circle. Total: 3.", meta, q)
+    assert not reading_is_right("Objects: red square, red circle. Total: 2.", meta, q)  # the total is needed
+
+
+def test_shuffled_verdicts_keep_the_count_and_are_seeded():
+    from r3v.judge import shuffle_verdicts
+
+    rows = [{"correct": i % 3 == 0, "judge_reason": "numeric" if i % 3 == 0 else "mismatch", "i": i} for i in range(30)]
+    a, b = [dict(r) for r in rows], [dict(r) for r in rows]
+    shuffle_verdicts(a, "0:1:canary")
+    shuffle_verdicts(b, "0:1:canary")
+    assert a == b  # seeded
+    assert sum(r["correct"] for r in a) == sum(r["correct"] for r in rows)  # same number of positives
+    assert [r["correct"] for r in a] != [r["correct"] for r in rows]  # on other samples
+    assert all((r["judge_reason"] == "numeric") == r["correct"] for r in a)  # verdicts move whole
+    assert [r["i"] for r in a] == list(range(30))  # the samples stay put

@@ -5,23 +5,32 @@ from test_flow import OVERRIDES
 
 pytestmark = pytest.mark.slow
 
-ARMS = ["seed", "star", "r3v", "r3v-no-refine", "r3v-no-select"]
-BUDGET = 3  # optimizer steps per iteration, the same for every arm
+ARMS = ["seed", "star", "r3v", "r3v-no-refine", "r3v-no-select", "r3v-canary"]
+BUDGET = 3  # optimizer steps per iteration, the same for every arm (the --quick profile's)
 
 
 @pytest.fixture(scope="module")
-def exp_dir(tmp_path_factory, cache_dir, embedded_model):
+def experiment(tmp_path_factory, cache_dir, embedded_model):
+    """The --quick profile through the flow, with one seed: <root>/exp/seed=0/ and the summary."""
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.experiment import experiment_flow
+    from r3v.experiment import QUICK, QUICK_OVERRIDES
 
     root = tmp_path_factory.mktemp("runs")
-    overrides = OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}", f"train.max_steps={BUDGET}"]
+    overrides = QUICK_OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
+    kw = dict(overrides=overrides, name="exp", iterations=QUICK["iterations"], arms=ARMS[1:], ns=QUICK["ns"],
+              seeds=QUICK["seeds"])
     with prefect_test_harness(server_startup_timeout=120):
-        md = experiment_flow(overrides=overrides, name="exp", iterations=1, arms=ARMS[1:], ns=[1, 2])
-        again = experiment_flow(overrides=overrides, name="exp", iterations=1, arms=ARMS[1:], ns=[1, 2])
+        md = experiment_flow(**kw)
+        again = experiment_flow(**kw)
     assert md == again  # a finished experiment reruns as a no-op
     return root / "exp"
+
+
+@pytest.fixture(scope="module")
+def exp_dir(experiment):
+    return experiment / "seed=0"
 
 
 def q(run_dir, sql):
@@ -43,6 +52,12 @@ def test_arms_share_the_seed_model_and_first_rollouts(exp_dir):
     for arm in ("r3v", "r3v-no-refine", "r3v-no-select"):
         assert Run.open(arms[arm]).meta["adopted_rollouts_from"] == str(arms["star"].resolve())
         assert q(arms[arm], "SELECT sample_id, rationale, correct FROM samples ORDER BY sample_id") == first
+    # the canary adopts the same rollouts and shuffles their verdicts: as many positives, elsewhere
+    canary = q(arms["r3v-canary"], "SELECT sample_id, rationale, correct FROM samples ORDER BY sample_id")
+    assert [(r["sample_id"], r["rationale"]) for r in canary] == [(r["sample_id"], r["rationale"]) for r in first]
+    assert sum(r["correct"] for r in canary) == sum(r["correct"] for r in first)
+    assert sum(r["correct"] for r in first) in (0, len(first)) or \
+        [r["correct"] for r in canary] != [r["correct"] for r in first]
     m0 = q(arms["seed"], "SELECT pass_at_1, select_at_n FROM metrics WHERE iteration = 0")
     for d in arms.values():
         assert q(d, "SELECT pass_at_1, select_at_n FROM metrics WHERE iteration = 0") == m0
@@ -84,6 +99,7 @@ def test_arms_train_on_the_kinds_they_weight(exp_dir):
     assert trained("r3v-no-select") == sizes["sft"] + sizes["refine"]
     steps = {arm: q(exp_dir / "arms" / arm, "SELECT count(*) AS n FROM src_train_log WHERE iteration = 1")[0]["n"]
              for arm in ARMS[1:]}
+    assert trained("r3v-canary") > 0
     assert steps == dict.fromkeys(ARMS[1:], BUDGET)  # equal compute, whatever the arm trains on
     star_losses = q(exp_dir / "arms" / "star", "SELECT sum(tokens_refine) AS r, sum(tokens_select) AS s FROM src_train_log "
                     "WHERE iteration = 1")[0]
@@ -117,7 +133,7 @@ def test_scaling_and_comparison_report(exp_dir):
     pairs = {(r["arm"], r["against"]): r for r in _paired_rows(exp_dir, ARMS)}
     assert set(pairs) == {(a, "seed") for a in ARMS[1:]} | {("r3v", "star")}
     for (arm, other), r in pairs.items():
-        assert r["questions"] == 12 and 0 <= r["p_value"] <= 1
+        assert r["questions"] == 15 and 0 <= r["p_value"] <= 1
         assert r["delta"] == pytest.approx(final[arm] - final[other])
     assert "McNemar" in md
 
@@ -135,3 +151,38 @@ def test_mcnemar_exact_and_paired_counts():
     r = paired(a, b)
     assert (r["questions"], r["only_arm"], r["only_other"]) == (4, 1, 1)
     assert r["delta"] == 0.0 and r["p_value"] == 1.0
+
+
+def test_summary_over_seeds(experiment, exp_dir):
+    import pyarrow.parquet as pq
+
+    md = (experiment / "summary.md").read_text()
+    assert "over 1 seed(s): 0" in md and "Hard levels: [3, 4, 5]" in md
+    assert all(f"| {a} |" in md for a in ARMS) and "McNemar" in md and "(hard)" in md
+    rows = pq.read_table(experiment / "summary.parquet").to_pylist()
+    # the summary's numbers are the seed's own: pass@1 and per level from the same evaluation
+    final = {r["arm"]: r["pass_at_1"] for r in pq.read_table(exp_dir / "results.parquet").to_pylist()}
+    got = {r["arm"]: r["value"] for r in rows if r["metric"] == "pass_at_1" and r["iteration"] == (0 if r["arm"] == "seed" else 1)}
+    assert got == pytest.approx(final)
+    levels = q(exp_dir / "arms" / "r3v", "SELECT level, accuracy FROM level_accuracy WHERE iteration = 1 "
+               "AND strategy = 'greedy' ORDER BY level")
+    assert [r["level"] for r in levels] == [1, 2, 3, 4, 5]
+    mine = {int(r["metric"][6:]): r["value"] for r in rows
+            if r["arm"] == "r3v" and r["iteration"] == 1 and r["metric"].startswith("level_")}
+    assert mine == pytest.approx({r["level"]: r["accuracy"] for r in levels})
+    assert {r["metric"] for r in rows if r["arm"] == "r3v"} >= {"lucky_share", "hard_pass_at_1", "select_at_n"}
+    assert (experiment / "summary_accuracy.png").stat().st_size > 1000
+    assert (experiment / "summary_levels.png").stat().st_size > 1000
+
+
+def test_interval_and_seed_overrides():
+    from r3v.config import load_config
+    from r3v.replicates import fmt, interval, seed_overrides
+
+    assert interval([]) == (None, None) and interval([0.5]) == (0.5, None)
+    mean, half = interval([0.4, 0.5, 0.6])  # s = 0.1, t(0.975, 2) = 4.303
+    assert mean == pytest.approx(0.5) and half == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
+    assert fmt([0.4, 0.5, 0.6]) == "0.500 ± 0.248" and fmt([0.25]) == "0.250" and fmt([]) == "–"
+    cfg = load_config(overrides=["run.seed=5"])
+    assert seed_overrides(cfg, 0) == ["run.seed=5", f"data.embedded.seed={cfg.data.embedded.seed}"]
+    assert seed_overrides(cfg, 2) == ["run.seed=7", f"data.embedded.seed={cfg.data.embedded.seed + 2}"]

@@ -1,10 +1,13 @@
-"""Family `chart`: ChartQA-like bar charts, values to read and compare.
+"""Family `chart`: ChartQA-like bar charts, values to read and combine in a chain of steps.
 
 Three or four bars, one per colour, stand on the bottom edge in fixed slots; a bar of value v is
 v grid units tall (one unit is one vision patch, 8 px at the default size), and the chart's unit
-is 10, so values are 10..70. Questions read a bar, compare two, add two, or name the tallest.
-The gold rationale reads every bar left to right first ("Bars: red 30, blue 70."), so a wrong
-reading is a perception error; numeric answers are judged with ChartQA's relaxed accuracy (5%).
+is 10, so values are 10..70. A question of level k starts from one bar and takes k steps, each
+adding or subtracting another bar or a number. The gold rationale reads every bar left to right
+first ("Bars: red 30, blue 70, green 20."), so a wrong reading is a perception error, then writes
+one equation per step with what it reads: `red 30 + blue 70 = 100. 100 - 20 = 80. Answer: 80`.
+Answers are exact integers: ChartQA's relaxed 5% would credit the neighbouring multiple of 10
+once a chain passes 200, a right answer from a wrong chain.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, patch_grid, to_png
+from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, chain, equations, patch_grid, to_png
 
 NAME = "chart"
 PREFIX = "chart"
-QTYPES = ("read", "difference", "sum", "tallest")
 CLASSES = [f"{c} bar" for c in COLOURS]
 UNIT = 10
 MAX_UNITS = 7
@@ -72,25 +74,21 @@ def patch_classes(bars: list[Bar], size: int, patch: int) -> np.ndarray:
     return out
 
 
-def item(bars: list[Bar], qtype: str, rng: random.Random) -> Item:
-    reading = "Bars: " + ", ".join(f"{b.colour} {b.value}" for b in bars) + "."
-    facts = {"bars": {b.colour: b.value for b in bars}}
-    if qtype == "read":
-        b = rng.choice(bars)
-        return Item(f"What is the value of the {b.colour} bar?",
-                    f"{reading} Answer: {b.value}", str(b.value), "number", facts=facts)
-    if qtype == "difference":
-        hi, lo = sorted(rng.sample(bars, 2), key=lambda b: -b.units)
-        d = hi.value - lo.value
-        return Item(f"How much larger is the {hi.colour} bar than the {lo.colour} bar?",
-                    f"{reading} {hi.value} - {lo.value} = {d}. Answer: {d}", str(d), "number", facts=facts)
-    if qtype == "sum":
-        a, b = rng.sample(bars, 2)
-        s = a.value + b.value
-        return Item(f"What is the sum of the {a.colour} and {b.colour} bars?",
-                    f"{reading} {a.value} + {b.value} = {s}. Answer: {s}", str(s), "number", facts=facts)
-    if qtype == "tallest":
-        top = max(bars, key=lambda b: b.units)
-        return Item("Which bar is the tallest?", f"{reading} Tallest: {top.colour}. Answer: {top.colour}",
-                    top.colour, "text", facts=facts)
-    raise ValueError(f"unknown chart question type {qtype!r}")
+def reading(bars: list[Bar]) -> str:
+    """What the image shows, as every rationale (and the build's reading pretraining) writes it."""
+    return "Bars: " + ", ".join(f"{b.colour} {b.value}" for b in bars) + "."
+
+
+def item(bars: list[Bar], level: int, rng: random.Random) -> Item:
+    """A level-k question: start from one bar, then k steps, each adding or subtracting another
+    bar or a number: "Take the red bar. Add the blue bar. Subtract 20. What is the result?"."""
+    values = {b.colour: b.value for b in bars}
+    start, steps = chain(values, level, rng, [10, 20, 30])
+    sentences = [f"Take the {start} bar."]
+    for s in steps:
+        verb = "Add" if s.sign > 0 else "Subtract"
+        sentences.append(f"{verb} the {s.name} bar." if s.name else f"{verb} {s.value}.")
+    arithmetic, results = equations(values[start], steps, first=f"{start} {values[start]}")
+    answer = results[-1]
+    return Item(" ".join(sentences) + " What is the result?", f"{reading(bars)} {arithmetic} Answer: {answer}",
+                str(answer), "integer", facts={"bars": values, "results": results})

@@ -3,9 +3,11 @@
 Its tokenizer is a byte-level BPE trained here with `tokenizers` on the embedded tasks' text and
 every prompt template, with a ChatML-style chat template. The result is a plain Hugging Face
 folder (config.json, model.safetensors, tokenizer and processor files) that loads with
-`AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. Its vision tower is
-pretrained at build time (r3v/embedded/vision.py); the rest starts from random weights. It is
-built once per config and cached under `model.cache_dir`.
+`AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. At build time its vision
+tower is pretrained on dense patch labels (r3v/embedded/vision.py), then its projector and LM on
+reading scenes aloud (r3v/embedded/reading.py): the stand-ins for a real VLM's pretrained CLIP
+and alignment stage; nothing of the questions' reasoning. It is built once per config and cached
+under `model.cache_dir`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from r3v.embedded import tasks
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "3"  # 2: the vision tower is pretrained at build time; 3: chart and table families
+BUILD_VERSION = "4"  # 2: the vision tower is pretrained at build time; 3: chart and table families;
+# 4: the levelled (easy-to-hard) benchmark's wording
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<image>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
@@ -56,7 +59,10 @@ def build_tokenizer(mcfg: EmbeddedModelConfig):
         vocab_size=mcfg.vocab_size, special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    text = tasks.corpus(EmbeddedTasksConfig(image_size=mcfg.image_size)) + prompts.vocabulary_text() * 20
+    from r3v.embedded.reading import READ_PROMPT
+
+    text = (tasks.corpus(EmbeddedTasksConfig(image_size=mcfg.image_size))
+            + (prompts.vocabulary_text() + [READ_PROMPT]) * 20)
     tok.train_from_iterator(text, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token=END_OF_TURN, pad_token="<pad>",
@@ -77,6 +83,7 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
         LlavaProcessor,
     )
 
+    from r3v.embedded.reading import pretrain_reading
     from r3v.embedded.vision import pretrain_vision
     from r3v.models import save_model
 
@@ -111,9 +118,11 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
     model.generation_config.eos_token_id = ids[END_OF_TURN]
     model.generation_config.pad_token_id = ids["<pad>"]
     vision = pretrain_vision(model, processor, mcfg)
+    reading = pretrain_reading(model, processor, mcfg)
     n_params = sum(p.numel() for p in model.parameters())
     save_model(model.eval(), processor, out, extra_files={"r3v_embedded.json": json.dumps(
-        {"model": dataclasses.asdict(mcfg), "parameters": n_params, "vision_pretraining": vision}, indent=2)})
+        {"model": dataclasses.asdict(mcfg), "parameters": n_params, "vision_pretraining": vision,
+         "reading_pretraining": reading}, indent=2)})
     log.info("built embedded VLM (%.2fM parameters) at %s", n_params / 1e6, out)
     return out
 

@@ -1,11 +1,14 @@
-"""Family `clevr_math`: CLEVR-Math-like questions, coloured shapes on a small image, one arithmetic step.
+"""Family `clevr_math`: CLEVR-Math-like questions, coloured shapes on a small image, a chain of steps.
 
-Every question needs perception (which objects, what colour and shape), counting and, for most
-types, one addition or subtraction. The gold rationale lists the objects in reading order
-(top-to-bottom bands, then left to right) before counting: the listing is what makes the task
-learnable for a tiny model, and where it is wrong the error is a perception error, the kind
-self-refine and self-select are meant to fix. Each row keeps its true objects in `metadata`
-so a step-level check of the listing stays possible.
+A question of level k is k operations on the scene's objects, as CLEVR-Math writes them:
+"Subtract all red objects. Add 2 blue squares. Subtract all green objects. How many objects are
+left?". Every question needs perception (how many objects, how many of each colour named) and
+k additions or subtractions. The gold rationale lists the objects in reading order
+(top-to-bottom bands, then left to right), then the total, then one equation per step naming
+what it counts and writing the intermediate result:
+`Objects: red circle, blue square, red triangle. Total: 3. 3 - red 2 = 1. 1 + 2 = 3. Answer: 3`.
+A wrong listing is a perception error, the kind self-refine and self-select are meant to fix;
+each row keeps its true objects in `metadata` so a step-level check stays possible.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, Item, patch_grid, to_png
+from r3v.embedded.common import BACKGROUND, COLOURS, Item, Step, equations, patch_grid, to_png
 
 NAME = "clevr_math"
 PREFIX = "clevrmath"
 SHAPES = ("circle", "square", "triangle")
-QTYPES = ("count_all", "count_colour", "subtract_shape", "subtract_colour", "add_colour", "add_total")
 CLASSES = [f"{c} {s}" for c in COLOURS for s in SHAPES]
 """Patch classes for the vision tower's build-time pretraining (r3v/embedded/vision.py)."""
 
@@ -75,49 +77,51 @@ def render(objs: list[Obj], size: int) -> bytes:
     return to_png(img)
 
 
-def make_question(objs: list[Obj], qtype: str, rng: random.Random) -> tuple[str, str, int]:
-    """Returns (question, gold rationale, answer)."""
-    listing = "Objects: " + ", ".join(o.name for o in objs) + "."
-    total = len(objs)
-    if qtype == "count_all":
-        return "How many objects are there?", f"{listing} Total: {total}. Answer: {total}", total
-    if qtype == "count_colour":
-        col = rng.choice([o.colour for o in objs] + list(COLOURS))
-        k = sum(o.colour == col for o in objs)
-        return (f"How many {col} objects are there?",
-                f"{listing} {col.capitalize()}: {k}. Answer: {k}", k)
-    if qtype == "subtract_shape":
-        shp = rng.choice([o.shape for o in objs] + list(SHAPES))
-        k = sum(o.shape == shp for o in objs)
-        return (f"Subtract all {_plural(shp)}. How many objects are left?",
-                f"{listing} Total: {total}. {_plural(shp).capitalize()}: {k}. {total} - {k} = {total - k}. "
-                f"Answer: {total - k}", total - k)
-    if qtype == "subtract_colour":
-        col = rng.choice([o.colour for o in objs] + list(COLOURS))
-        k = sum(o.colour == col for o in objs)
-        return (f"Subtract all {col} objects. How many objects are left?",
-                f"{listing} Total: {total}. {col.capitalize()}: {k}. {total} - {k} = {total - k}. "
-                f"Answer: {total - k}", total - k)
-    add = rng.randint(1, 3)
-    col, shp = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-    thing = f"{add} {col} {_plural(shp) if add > 1 else shp}"
-    if qtype == "add_colour":
-        k = sum(o.colour == col for o in objs)
-        return (f"Add {thing}. How many {col} objects are there?",
-                f"{listing} {col.capitalize()}: {k}. {k} + {add} = {k + add}. Answer: {k + add}", k + add)
-    if qtype == "add_total":
-        return (f"Add {thing}. How many objects are there?",
-                f"{listing} Total: {total}. {total} + {add} = {total + add}. Answer: {total + add}", total + add)
-    raise ValueError(f"unknown question type {qtype!r}")
+def make_question(objs: list[Obj], level: int, rng: random.Random) -> tuple[str, str, list[int]]:
+    """A CLEVR-Math-like chain of `level` operations: "Subtract all red objects." (minus the
+    objects of a colour, each colour at most once and at most three) or "Add 2 blue squares."
+    (plus a number the question gives, of a colour no later step subtracts, so the order of
+    steps never changes what a step counts). Colours in the scene are subtracted before absent
+    ones. Returns (question, gold rationale, the intermediate results)."""
+    n_sub = min(3, sum(rng.random() < 0.6 for _ in range(level)))
+    kinds = ["sub"] * n_sub + ["add"] * (level - n_sub)
+    rng.shuffle(kinds)
+    present = list(dict.fromkeys(o.colour for o in objs))  # colours in the scene first: "red 0" is rarely asked
+    absent = [c for c in COLOURS if c not in present]
+    sub_colours = iter((rng.sample(present, len(present)) + rng.sample(absent, len(absent)))[:n_sub])
+    plan = [next(sub_colours) if k == "sub" else None for k in kinds]
+    total, steps, sentences = len(objs), [], []
+    for i, colour in enumerate(plan):
+        if colour is not None:
+            k = sum(o.colour == colour for o in objs)
+            steps.append(Step(-1, k, colour))
+            sentences.append(f"Subtract all {colour} objects.")
+        else:
+            later = {c for c in plan[i + 1:] if c}
+            col = rng.choice([c for c in COLOURS if c not in later])
+            add, shp = rng.randint(1, 3), rng.choice(SHAPES)
+            steps.append(Step(+1, add))
+            sentences.append(f"Add {add} {col} {_plural(shp) if add > 1 else shp}.")
+    arithmetic, results = equations(total, steps)
+    answer = results[-1]
+    listing = reading(objs)
+    question = " ".join(sentences) + (" How many objects are left?" if n_sub else " How many objects are there now?")
+    return question, f"{listing} Total: {total}. {arithmetic} Answer: {answer}", results
+
+
+def reading(objs: list[Obj]) -> str:
+    """What the image shows, as every rationale (and the build's reading pretraining) writes it."""
+    return "Objects: " + ", ".join(o.name for o in objs) + "."
 
 
 def scene(rng: random.Random, size: int, min_objects: int = 2, max_objects: int = 6) -> list[Obj]:
     return place_objects(rng, size, rng.randint(min_objects, max_objects))
 
 
-def item(objs: list[Obj], qtype: str, rng: random.Random) -> Item:
-    question, rationale, answer = make_question(objs, qtype, rng)
-    return Item(question, rationale, str(answer), "integer", facts={"objects": [o.name for o in objs]})
+def item(objs: list[Obj], level: int, rng: random.Random) -> Item:
+    question, rationale, results = make_question(objs, level, rng)
+    return Item(question, rationale, str(results[-1]), "integer",
+                facts={"objects": [o.name for o in objs], "results": results})
 
 
 def patch_classes(objs: list[Obj], size: int, patch: int) -> np.ndarray:

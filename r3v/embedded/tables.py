@@ -1,11 +1,13 @@
-"""Family `table`: TabMWP-like small rendered tables with a word problem, some multiple choice.
+"""Family `table`: TabMWP-like small rendered tables with a multi-step word problem.
 
-The image is a table of three or four rows; each row is a colour swatch (the item) and a
+The image is a table of three or four rows; each row is a colour swatch (a child) and a
 one-digit number drawn with a 5x7 bitmap font, so reading the table needs digit recognition.
-Rows are separated by rules. Questions look a number up, add or subtract two, or are multiple
-choice (which item has the most; is one more than another; which option is the total), answered
-with the option letter as TabMWP's multiple-choice items are. The gold rationale copies the table
-first ("Table: red 3, blue 7."), then does the arithmetic.
+Rows are separated by rules. A question of level k follows one child's stickers through k
+events, each adding or taking away another child's count from the table or a number the
+question gives. The gold rationale copies the table first ("Table: red 3, blue 7, green 2."),
+then writes one equation per event with what it reads and the running total:
+`red 3 + blue 7 = 10. 10 - 2 = 8. Answer: 8`. (TabMWP's multiple-choice items are not part of
+the levelled benchmark: a guess among four letters is right a quarter of the time from any chain.)
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, to_png
+from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, chain, equations, to_png
 
 NAME = "table"
 PREFIX = "table"
-QTYPES = ("lookup", "total", "difference", "most", "compare", "total_choice")
 CLASSES = [f"{c} swatch" for c in COLOURS] + [f"digit {d}" for d in range(10)]
-LETTERS = "ABCD"
 STORY = "The table shows how many stickers each child has."
 GLYPHS = {  # 5x7 bitmap digits
     0: ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
@@ -45,13 +45,9 @@ class Row:
 
 
 def scene(rng: random.Random, size: int) -> list[Row]:
-    """3-4 rows, distinct colours, values 1..9 with a unique largest."""
+    """3-4 rows, distinct colours, values 1..9."""
     n = rng.randint(3, 4)
-    colours = rng.sample(list(COLOURS), n)
-    while True:
-        values = [rng.randint(1, 9) for _ in range(n)]
-        if values.count(max(values)) == 1:
-            return [Row(c, v) for c, v in zip(colours, values)]
+    return [Row(c, rng.randint(1, 9)) for c in rng.sample(list(COLOURS), n)]
 
 
 def _cell(size: int) -> int:
@@ -93,51 +89,27 @@ def patch_classes(rows: list[Row], size: int, patch: int) -> np.ndarray:
     return out
 
 
-def _options(rng: random.Random, correct: str, others: list[str]) -> tuple[list[str], str]:
-    opts = [correct] + others
-    rng.shuffle(opts)
-    return opts, LETTERS[opts.index(correct)]
+def reading(rows: list[Row]) -> str:
+    """What the image shows, as every rationale (and the build's reading pretraining) writes it."""
+    return "Table: " + ", ".join(f"{r.colour} {r.value}" for r in rows) + "."
 
 
-def item(rows: list[Row], qtype: str, rng: random.Random) -> Item:
-    reading = "Table: " + ", ".join(f"{r.colour} {r.value}" for r in rows) + "."
-    facts = {"table": {r.colour: r.value for r in rows}}
-    if qtype == "lookup":
-        r = rng.choice(rows)
-        return Item(f"{STORY} How many stickers does {r.colour} have?",
-                    f"{reading} Answer: {r.value}", str(r.value), "integer", facts=facts)
-    if qtype == "total":
-        a, b = rng.sample(rows, 2)
-        s = a.value + b.value
-        return Item(f"{STORY} How many stickers do {a.colour} and "
-                    f"{b.colour} have in total?", f"{reading} {a.value} + {b.value} = {s}. Answer: {s}",
-                    str(s), "integer", facts=facts)
-    if qtype == "difference":
-        a, b = rng.sample(rows, 2)
-        if a.value < b.value:
-            a, b = b, a
-        d = a.value - b.value
-        return Item(f"{STORY} How many more stickers does {a.colour} "
-                    f"have than {b.colour}?", f"{reading} {a.value} - {b.value} = {d}. Answer: {d}",
-                    str(d), "integer", facts=facts)
-    if qtype == "most":
-        top = max(rows, key=lambda r: r.value)
-        opts, letter = _options(rng, top.colour, [r.colour for r in rows if r is not top])
-        return Item(f"{STORY} Who has the most stickers?",
-                    f"{reading} Most: {top.colour} {top.value}. Answer: {letter}", letter, "choice",
-                    choices=opts, facts=facts)
-    if qtype == "compare":
-        a, b = rng.sample(rows, 2)
-        yes = a.value > b.value
-        sign = ">" if yes else ("=" if a.value == b.value else "<")
-        return Item(f"{STORY} Does {a.colour} have more stickers "
-                    f"than {b.colour}?", f"{reading} {a.value} {sign} {b.value}. Answer: {'A' if yes else 'B'}",
-                    "A" if yes else "B", "choice", choices=["yes", "no"], facts=facts)
-    if qtype == "total_choice":
-        s = sum(r.value for r in rows)
-        wrong = rng.sample([s + k for k in (-3, -2, -1, 1, 2, 3) if s + k > 0], 2)
-        opts, letter = _options(rng, str(s), [str(w) for w in wrong])
-        adds = " + ".join(str(r.value) for r in rows)
-        return Item(f"{STORY} How many stickers do they have altogether?",
-                    f"{reading} {adds} = {s}. Answer: {letter}", letter, "choice", choices=opts, facts=facts)
-    raise ValueError(f"unknown table question type {qtype!r}")
+def item(rows: list[Row], level: int, rng: random.Random) -> Item:
+    """A level-k word problem: one child's stickers, then k events, each adding or taking away
+    another child's count or a number: "Red gets all of blue's stickers. Then red gives away 2.
+    How many stickers does red have now?"."""
+    values = {r.colour: r.value for r in rows}
+    start, steps = chain(values, level, rng, [1, 2, 3])
+    who = start.capitalize()
+    sentences = []
+    for i, s in enumerate(steps):
+        if s.name:
+            event = (f"gets all of {s.name}'s stickers" if s.sign > 0
+                     else f"gives away as many stickers as {s.name} has")
+        else:
+            event = f"buys {s.value} more" if s.sign > 0 else f"gives away {s.value}"
+        sentences.append(f"{who if i == 0 else 'Then ' + start} {event}.")
+    arithmetic, results = equations(values[start], steps, first=f"{start} {values[start]}")
+    answer = results[-1]
+    return Item(f"{STORY} " + " ".join(sentences) + f" How many stickers does {start} have now?",
+                f"{reading(rows)} {arithmetic} Answer: {answer}", str(answer), "integer", facts={"table": values, "results": results})

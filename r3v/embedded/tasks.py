@@ -1,14 +1,21 @@
 """The embedded benchmark: seeded, generated visual reasoning questions from several task families.
 
 Families (each a module with the same functions: `scene`, `render`, `item`, `patch_classes`):
-- `clevr_math` (r3v/embedded/shapes.py): CLEVR-Math-like shape counting with one + or - step;
-- `chart` (r3v/embedded/charts.py): ChartQA-like bar charts, read / compare / add, relaxed scoring;
-- `table` (r3v/embedded/tables.py): TabMWP-like rendered tables with word problems, some of them
-  multiple choice answered by letter.
-`data.embedded.families` picks the mix; questions cycle through the families, and within a family
-through its question types, so every split has the same mix. With `questions_per_image` > 1,
-consecutive questions (of the family's next question types) are about the same image. Rows are canonical question rows
-(r3v/schema.py); the seed split carries gold rationales, the others answers only.
+- `clevr_math` (r3v/embedded/shapes.py): CLEVR-Math-like shapes, "Subtract all red objects. Add 2
+  blue squares. ... How many objects are left?";
+- `chart` (r3v/embedded/charts.py): ChartQA-like bar charts, bars added and subtracted in turn;
+- `table` (r3v/embedded/tables.py): TabMWP-like rendered tables with multi-step word problems.
+
+Every question has a difficulty level k = its number of reasoning steps (operations over values
+read from the image), and its gold rationale writes every value it reads and every intermediate
+result, so a right answer from a wrong chain is rare. The splits are easy to hard, as in
+self-improvement from easy instances (Lee et al., ICML 2025): the seed split (gold rationales, the
+stand-in for the paper's distilled warm-up) has `seed_levels` (1-2), the answer-only train pool
+`train_levels` (1-4) and the test split `test_levels` (1-5: in range and beyond). Questions cycle
+through the families, and within a family through the split's levels, so every split has an even
+mix. With `questions_per_image` > 1, consecutive questions (at the next levels) are about the same
+image. Rows are canonical question rows (r3v/schema.py) whose metadata has `family` and `level`;
+the seed split carries gold rationales, the others answers only.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ from types import ModuleType
 
 from r3v.config import EmbeddedTasksConfig
 from r3v.embedded import charts, shapes, tables
+from r3v.embedded.common import parse_levels
 
 FAMILIES: dict[str, ModuleType] = {m.NAME: m for m in (shapes, charts, tables)}
-QTYPES = {name: m.QTYPES for name, m in FAMILIES.items()}
 
 
 def families(cfg: EmbeddedTasksConfig) -> list[ModuleType]:
@@ -35,10 +42,17 @@ def make_scene(fam: ModuleType, rng: random.Random, cfg: EmbeddedTasksConfig):
     return fam.scene(rng, cfg.image_size)
 
 
+def split_levels(split: str, cfg: EmbeddedTasksConfig) -> list[int]:
+    """The difficulty levels (reasoning steps) questions of `split` are drawn from."""
+    spec = {"seed": cfg.seed_levels, "test": cfg.test_levels}.get(split, cfg.train_levels)
+    return parse_levels(spec)  # validated by the config
+
+
 def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
     """`n` canonical question rows for `split`; the same (cfg, split) always gives the same rows."""
     rng = random.Random(f"{cfg.seed}:{split}")
     fams = families(cfg)
+    levels = split_levels(split, cfg)
     per_image = cfg.questions_per_image
     rows = []
     for i in range(n):
@@ -46,8 +60,8 @@ def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
         fam = fams[m % len(fams)]
         if j == 0:
             scene = make_scene(fam, rng, cfg)
-        qtype = fam.QTYPES[((m // len(fams)) * per_image + j) % len(fam.QTYPES)]
-        it = fam.item(scene, qtype, rng)
+        level = levels[((m // len(fams)) * per_image + j) % len(levels)]
+        it = fam.item(scene, level, rng)
         rows.append({
             "id": f"{fam.PREFIX}-{split}-{i:05d}",
             "image": {"bytes": fam.render(scene, cfg.image_size), "path": None},
@@ -55,19 +69,20 @@ def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
             "answer": it.answer,
             "choices": it.choices,
             "rationale": it.rationale if split == "seed" else None,
-            "metadata": json.dumps({"family": fam.NAME, "qtype": qtype, "answer_type": it.answer_type,
+            "metadata": json.dumps({"family": fam.NAME, "level": level, "answer_type": it.answer_type,
                                     **it.facts}),
         })
     return rows
 
 
-def corpus(cfg: EmbeddedTasksConfig, n_per_type: int = 40) -> list[str]:
-    """Text the embedded tokenizer is trained on: questions, options and rationales of every family
-    and type (all families, whatever a run's mix, so one model build serves every mix)."""
+def corpus(cfg: EmbeddedTasksConfig, n_per_level: int = 40, max_level: int = 8) -> list[str]:
+    """Text the embedded tokenizer is trained on: questions and rationales of every family at
+    levels 1..`max_level` (all families and levels, whatever a run's mix, so one model build
+    serves every mix)."""
     rng = random.Random("tokenizer")
     text = []
     for fam in FAMILIES.values():
-        for qtype in fam.QTYPES * n_per_type:
-            it = fam.item(make_scene(fam, rng, cfg), qtype, rng)
+        for level in list(range(1, max_level + 1)) * n_per_level:
+            it = fam.item(make_scene(fam, rng, cfg), level, rng)
             text += [it.question, it.rationale] + (it.choices or [])
     return text
