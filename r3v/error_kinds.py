@@ -26,8 +26,6 @@ import json
 import re
 from collections import Counter
 
-from r3v.embedded.common import COLOURS
-from r3v.embedded.shapes import SHAPES
 from r3v.judge import Verdict, judge_for_question
 
 KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
