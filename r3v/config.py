@@ -74,6 +74,9 @@ class EmbeddedModelConfig:
     r3v/embedded/reading.py). 0: none (the model then learns to read from the seed split alone)."""
     reading_pretrain_batch: int = 32
     reading_pretrain_lr: float = 1e-3
+    arithmetic_pretrain: bool = True
+    """With reading pretraining: also train the LM, text only, on single sums over small numbers
+    (`14 + 7 = 21.`), the stand-in for the arithmetic a real LM brings; never a chain of steps."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ class EmbeddedTasksConfig:
     """Answer-only questions the loop samples on."""
     n_test: int = 200
     questions_per_image: int = 1
-    """Questions asked about each generated image (of the family's question types, in turn): > 1
+    """Questions asked about each generated image (at the split's next levels, in turn): > 1
     gives self-questioning (`sq`) several questions per image to pack into multi-turn samples."""
     image_size: int = 64
     min_objects: int = 2

@@ -12,7 +12,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("r3v-cache")
+    """A fresh model cache per session (the embedded model is built once into it, as on a new
+    machine); R3V_TEST_MODEL_CACHE=DIR reuses a cache that already holds the build instead."""
+    reuse = os.environ.get("R3V_TEST_MODEL_CACHE")
+    return reuse if reuse else tmp_path_factory.mktemp("r3v-cache")
 
 
 @pytest.fixture(scope="session")

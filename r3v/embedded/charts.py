@@ -1,13 +1,13 @@
 """Family `chart`: ChartQA-like bar charts, values to read and combine in a chain of steps.
 
 Three or four bars, one per colour, stand on the bottom edge in fixed slots; a bar of value v is
-v grid units tall (one unit is one vision patch, 8 px at the default size), and the chart's unit
-is 10, so values are 10..70. A question of level k starts from one bar and takes k steps, each
+v grid units tall (one unit is one vision patch, 8 px at the default size), so values are 1..7
+(small numbers: the arithmetic must be learnable by a 5M model; the steps are the hard part). A question of level k starts from one bar and takes k steps, each
 adding or subtracting another bar or a number. The gold rationale reads every bar left to right
-first ("Bars: red 30, blue 70, green 20."), so a wrong reading is a perception error, then writes
-one equation per step with what it reads: `red 30 + blue 70 = 100. 100 - 20 = 80. Answer: 80`.
-Answers are exact integers: ChartQA's relaxed 5% would credit the neighbouring multiple of 10
-once a chain passes 200, a right answer from a wrong chain.
+first ("Bars: red 3, blue 7, green 2."), so a wrong reading is a perception error, then writes
+one equation per step with what it reads: `red 3 + blue 7 = 10. 10 - 2 = 8. Answer: 8`.
+Answers are exact integers: ChartQA's relaxed 5% would credit a neighbouring value once a chain
+passes 20, a right answer from a wrong chain.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, chain, equations
 NAME = "chart"
 PREFIX = "chart"
 CLASSES = [f"{c} bar" for c in COLOURS]
-UNIT = 10
+UNIT = 1
 MAX_UNITS = 7
 
 
@@ -83,7 +83,7 @@ def item(bars: list[Bar], level: int, rng: random.Random) -> Item:
     """A level-k question: start from one bar, then k steps, each adding or subtracting another
     bar or a number: "Take the red bar. Add the blue bar. Subtract 20. What is the result?"."""
     values = {b.colour: b.value for b in bars}
-    start, steps = chain(values, level, rng, [10, 20, 30])
+    start, steps = chain(values, level, rng, [1, 2, 3])
     sentences = [f"Take the {start} bar."]
     for s in steps:
         verb = "Add" if s.sign > 0 else "Subtract"

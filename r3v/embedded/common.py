@@ -65,7 +65,7 @@ class Step:
 
 def equations(start: int, steps: list[Step], first: str | None = None) -> tuple[str, list[int]]:
     """The rationale's arithmetic, one equation per step, each naming what it reads and writing
-    its intermediate result: `red 30 + blue 70 = 100. 100 - 20 = 80.` (`first`: how the
+    its intermediate result: `red 3 + blue 7 = 10. 10 - 2 = 8.` (`first`: how the
     starting value is written, default the number); returns (text, the results in order: the
     last is the answer)."""
     acc, parts, results = start, [], []
