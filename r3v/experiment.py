@@ -10,11 +10,11 @@ An experiment folder holds one ordinary run folder per arm (`arms/<arm>/`, each 
       scaling.parquet  scaling.png                   final model of each arm, N in ns
 
 Every arm uses the same seed model M_0, questions, sampling settings and training settings; the
-arms differ only in the loss weights (and `r3v-checked` in its judge). The seed arm trains M_0 once; the others adopt its
+arms differ only in the loss weights (and `r3v-checked` and the canary `r3v-canary` in their judge). The seed arm trains M_0 once; the others adopt its
 questions, its M_0 (by path) and its iteration-0 evaluation, and the first trained arm's
 iteration-1 rollouts (sampled by the same M_0 with the same seeds, so identical for every arm),
-instead of recomputing them (an arm with another judge, `r3v-checked`, adopts the rollouts and
-judges them itself). A kind of set weighted 0 is left out of training, so STaR trains on the SFT
+instead of recomputing them (an arm with another judge, `r3v-checked` or `r3v-canary`, adopts the rollouts and
+judges them itself). Repeated over seeds with a summary: r3v/replicates.py. A kind of set weighted 0 is left out of training, so STaR trains on the SFT
 set alone.
 """
 

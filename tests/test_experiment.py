@@ -1,7 +1,6 @@
 """Integration: the experiment runner (seed, STaR, R3V, ablations) on the tiny model, in-process."""
 
 import pytest
-from test_flow import OVERRIDES
 
 pytestmark = pytest.mark.slow
 
@@ -69,10 +68,12 @@ def test_an_arm_with_another_judge_judges_the_adopted_rollouts(exp_dir, cache_di
     # has too few true positives to train on, which the train step refuses with a clear error.)
     from r3v import steps
     from r3v.config import load_config
-    from r3v.experiment import adopt, arm_overrides
+    from r3v.experiment import QUICK_OVERRIDES, adopt, arm_overrides
+    from r3v.replicates import seed_overrides
     from r3v.run import Run, init_run
 
-    overrides = OVERRIDES + [f"run.root={exp_dir.parent}", f"model.cache_dir={cache_dir}"]
+    overrides = QUICK_OVERRIDES + [f"run.root={exp_dir.parent}", f"model.cache_dir={cache_dir}"]
+    overrides += seed_overrides(load_config(None, overrides), 0)  # as the experiment ran seed 0
     arm = init_run(load_config(None, overrides + arm_overrides(exp_dir, "r3v-checked", 1)))
     adopt(arm, exp_dir / "arms" / "seed", exp_dir / "arms" / "star")
     assert Run.open(arm).meta["adopted_rollouts_from"] == str((exp_dir / "arms" / "star").resolve())
