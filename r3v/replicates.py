@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from r3v.config import Config
 from r3v.embedded.common import parse_levels
-from r3v.error_kinds import error_kind
+from r3v.error_kinds import breakdown
 from r3v.report import markdown_table
 from r3v.store import Store
 
@@ -108,15 +108,12 @@ def arm_facts(arm_dir: Path, hard: list[int]) -> dict:
 
 
 def lucky_share(store: Store, iteration: int) -> float | None:
-    """Share of iteration `iteration`'s judged positives that are lucky (step-level check)."""
-    rows = store.query(
-        "SELECT s.rationale AS text, s.judge_reason, q.metadata, q.question FROM samples s "
-        f"JOIN questions q ON q.id = s.question_id AND q.split = 'train' WHERE s.iteration = {int(iteration)} "
-        "AND s.correct").to_pylist()
-    if not rows:
+    """Share of iteration `iteration`'s judged positives that are lucky (step-level check): from
+    `r3v errors`' breakdown of the pool, where a positive is either `right` or `lucky`."""
+    rows = [r for r in breakdown(store, iteration, "samples") if r["family"] == "all"]
+    if not rows or not rows[0]["right"] + rows[0]["lucky"]:
         return None
-    kinds = [error_kind(r["text"], True, r["judge_reason"], r["metadata"], r["question"]) for r in rows]
-    return kinds.count("lucky") / len(kinds)
+    return rows[0]["lucky"] / (rows[0]["right"] + rows[0]["lucky"])
 
 
 def scaling_facts(arm_dir: Path) -> list[dict]:
