@@ -77,6 +77,11 @@ class EmbeddedModelConfig:
     arithmetic_pretrain: bool = True
     """With reading pretraining: also train the LM, text only, on single sums over small numbers
     (`14 + 7 = 21.`), the stand-in for the arithmetic a real LM brings; never a chain of steps."""
+    induction_pretrain: bool = True
+    """With reading pretraining: also train the LM, text only, on copying a list of words
+    (`red 3 blue | red 3 blue.`) and on looking values up in a listing (`red 3, blue 7. blue 7.`):
+    the in-context copying and look-up a pretrained LM brings and every step of a chain needs
+    (take the operand the question names; write the value the reading lists for it)."""
 
 
 @dataclass(frozen=True)

@@ -204,10 +204,23 @@ def test_reading_pretraining_examples_are_the_rationales_words():
     # what pretraining reads aloud is how a gold rationale starts (same words, same order rule)
     heads = {json.loads(r["metadata"])["family"]: r["rationale"].split(".")[0].split(":")[0] for r in rows}
     assert sorted(text.split(":")[0] for _, text in pairs[:3]) == sorted(heads.values())
-    for line in _sums(random.Random(1), 200):  # single equations, right, never a chain
-        lhs, result = line.rstrip(".").split(" = ")
-        a, op, b = lhs.split(" ")
-        assert (int(a) + int(b) if op == "+" else int(a) - int(b)) == int(result) >= 0
+    for prompt, result in _sums(random.Random(1), 200):  # single equations, right, never a chain
+        a, op, b, eq = prompt.split(" ")
+        assert eq == "=" and result.startswith(" ") and result.endswith(".")
+        assert (int(a) + int(b) if op == "+" else int(a) - int(b)) == int(result.strip(" .")) >= 0
+    for prompt, copy in reading._copies(random.Random(2), 100):  # the list again, word for word
+        words = prompt.removesuffix(" |")
+        assert copy == f" {words}." and 2 <= len(words.split()) <= 7
+        assert set(words.split()) <= set(reading.WORDS)
+    for prompt, answers in reading._recalls(random.Random(3), 100):  # each colour asked, its listed value
+        listing, asked = prompt.split(". ")
+        values = dict(pair.split(" ") for pair in listing.split(", "))
+        said = [asked + answers.split(".")[0]] + [a.strip() for a in answers.split(".")[1:] if a.strip()]
+        assert all(values[k] == v for k, v in (a.split(" ") for a in said)), (prompt, answers)
+        assert len({a.split(" ")[0] for a in said}) == len(said) <= len(values)
+    lines = reading._text_lines(random.Random(4), EmbeddedModelConfig())
+    assert len(lines) == 128 and sum(" | " in line for line in lines) == 32
+    assert len(reading._text_lines(random.Random(4), EmbeddedModelConfig(induction_pretrain=False))) == 64
     tok = build_tokenizer(EmbeddedModelConfig())
     batch = _text_batch(tok, ["3 + 4 = 7.", "12 - 5 = 7."])
     assert batch["input_ids"].shape == batch["labels"].shape

@@ -11,9 +11,12 @@ on freshly generated scenes of every family (never a seed, train or test image, 
 question or a reasoning step: the chains of steps are what the seed split and self-training teach).
 With `arithmetic_pretrain`, each step also trains the LM, text only, on single equations over small
 numbers (`14 + 7 = 21.`): the arithmetic a real VLM's language model brings from its pretraining
-(one equation at a time: never a chain, a question or an image). The facts kept in
-`r3v_embedded.json` include the share of held-out scenes read exactly right and of held-out sums
-completed right.
+(one equation at a time: never a chain, a question or an image). With `induction_pretrain`, it
+also trains on the in-context skills a pretrained LM has and a 5M LM trained from scratch on a
+few thousand rationales does not acquire (measured: the seed model then writes operands the
+question never named): copying a list of words, and looking a value up in a listing. The facts
+kept in `r3v_embedded.json` include the share of held-out scenes read exactly right, of
+held-out sums completed right, of lists copied exactly and of look-ups answered right.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from PIL import Image
 from r3v import prompts
 from r3v.config import EmbeddedModelConfig, EmbeddedTasksConfig
 from r3v.embedded import tasks
+from r3v.embedded.common import COLOURS
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +59,45 @@ def _batch(processor, pairs: list[tuple[bytes, str]]) -> dict[str, torch.Tensor]
     return collate(enc, processor.tokenizer.pad_token_id)
 
 
-def _sums(rng: random.Random, n: int) -> list[str]:
-    """`n` single equations over small numbers, as the benchmark writes them: `14 + 7 = 21.`"""
+def _sums(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """`n` single equations over small numbers, as the benchmark writes them, as (prompt,
+    completion): (`14 + 7 =`, ` 21.`)."""
     out = []
     for _ in range(n):
         a, b = rng.randint(0, 30), rng.randint(0, 9)
-        out.append(f"{a} - {b} = {a - b}." if a >= b and rng.random() < 0.5 else f"{a} + {b} = {a + b}.")
+        if a >= b and rng.random() < 0.5:
+            out.append((f"{a} - {b} =", f" {a - b}."))
+        else:
+            out.append((f"{a} + {b} =", f" {a + b}."))
+    return out
+
+
+WORDS = [*COLOURS, *map(str, range(10))]
+
+
+def _copies(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """`n` copying lines (a random list of colour words and digits, then the same list):
+    (`red 3 blue |`, ` red 3 blue.`). The generic in-context copying (induction) a pretrained LM
+    has and a chain of steps needs: each step takes its operand from the question's words."""
+    out = []
+    for _ in range(n):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 7)))
+        out.append((f"{words} |", f" {words}."))
+    return out
+
+
+def _recalls(rng: random.Random, n: int) -> list[tuple[str, str]]:
+    """`n` look-up lines (associative recall): a listing of colours with values, then some of its
+    colours, each followed by its value: (`red 3, blue 7, green 2. blue`, ` 7. red 3.`). The
+    generic look-up a chain's step needs to write `blue 7` after a reading that lists blue 7."""
+    out = []
+    for _ in range(n):
+        keys = rng.sample(list(COLOURS), rng.randint(3, 4))
+        values = {k: rng.randint(1, 9) for k in keys}
+        asked = rng.sample(keys, rng.randint(1, len(keys)))
+        listing = ", ".join(f"{k} {values[k]}" for k in keys)
+        rest = "".join(f" {k} {values[k]}." for k in asked[1:])
+        out.append((f"{listing}. {asked[0]}", f" {values[asked[0]]}.{rest}"))
     return out
 
 
@@ -78,17 +115,19 @@ def _text_batch(tokenizer, lines: list[str]) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-def sum_accuracy(model, tokenizer, lines: list[str]) -> float:
-    """Share of held-out equations whose result the LM completes right (greedy, text only)."""
+def completion_accuracy(model, tokenizer, pairs: list[tuple[str, str]], first_only: bool = False) -> float:
+    """Share of held-out (prompt, completion) pairs the LM completes right (greedy, text only);
+    `first_only`: only the completion's first sentence counts (a look-up's first answer)."""
     right = 0
-    for line in lines:
-        prompt, _, result = line.partition("= ")
-        enc = tokenizer(prompt + "=", return_tensors="pt", add_special_tokens=False)
+    for prompt, completion in pairs:
+        expect = completion.split(".")[0] + "." if first_only else completion
+        enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        n_new = len(tokenizer(expect, add_special_tokens=False)["input_ids"]) + 1
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=4, do_sample=False)
-        right += tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip().startswith(
-            result.rstrip("."))
-    return right / len(lines)
+            out = model.generate(**enc, max_new_tokens=n_new, do_sample=False)
+        text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        right += text.strip().startswith(expect.strip())
+    return right / len(pairs)
 
 
 def read_accuracy(model, processor, pairs: list[tuple[bytes, str]], max_new_tokens: int = 48) -> float:
@@ -101,6 +140,16 @@ def read_accuracy(model, processor, pairs: list[tuple[bytes, str]], max_new_toke
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
     texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
     return sum(t.strip() == truth for t, (_, truth) in zip(texts, pairs)) / len(pairs)
+
+
+def _text_lines(rng: random.Random, mcfg: EmbeddedModelConfig) -> list[str]:
+    """One step's text-only lines: 64 sums (`arithmetic_pretrain`), 32 copies and 32 look-ups
+    (`induction_pretrain`), shuffled into one batch."""
+    pairs = _sums(rng, 64) if mcfg.arithmetic_pretrain else []
+    if mcfg.induction_pretrain:
+        pairs += _copies(rng, 32) + _recalls(rng, 32)
+    rng.shuffle(pairs)
+    return [p + c for p, c in pairs]
 
 
 def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, float]:
@@ -116,7 +165,8 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
         opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item())))
     rng = random.Random(f"{mcfg.init_seed}:reading-pretrain")
     held_out = _scenes(random.Random(f"{mcfg.init_seed}:reading-held-out"), 48, mcfg.image_size)
-    held_sums = _sums(random.Random(f"{mcfg.init_seed}:sums-held-out"), 100)
+    held = random.Random(f"{mcfg.init_seed}:text-held-out")
+    held_sums, held_copies, held_recalls = _sums(held, 100), _copies(held, 100), _recalls(held, 100)
     model.train()
     tower.eval()
     t0, loss = time.perf_counter(), None
@@ -124,8 +174,9 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
         batch = _batch(processor, _scenes(rng, mcfg.reading_pretrain_batch, mcfg.image_size))
         batch.pop("kinds")
         loss = model(**batch).loss
-        if mcfg.arithmetic_pretrain:  # and, text only, the sums an LM knows from its pretraining
-            loss = loss + model(**_text_batch(processor.tokenizer, _sums(rng, 64))).loss
+        lines = _text_lines(rng, mcfg)  # and, text only, what an LM knows from its pretraining
+        if lines:
+            loss = loss + model(**_text_batch(processor.tokenizer, lines)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -138,7 +189,11 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
     tower.requires_grad_(True)
     facts = {"steps": steps, "loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1),
              "held_out_read_exactly": read_accuracy(model, processor, held_out)}
+    tok = processor.tokenizer
     if mcfg.arithmetic_pretrain:
-        facts["held_out_sums_right"] = sum_accuracy(model, processor.tokenizer, held_sums)
+        facts["held_out_sums_right"] = completion_accuracy(model, tok, held_sums)
+    if mcfg.induction_pretrain:
+        facts["held_out_copied_exactly"] = completion_accuracy(model, tok, held_copies)
+        facts["held_out_looked_up_right"] = completion_accuracy(model, tok, held_recalls, first_only=True)
     log.info("reading pretraining %s", facts)
     return facts
