@@ -49,7 +49,7 @@ def _with_answer_line(rationale: str | None, answer: str) -> str | None:
     if not isinstance(rationale, str) or not rationale.strip():
         return None
     text = rationale.strip()
-    return text if extract_answer(text) is not None else f"{text}\nAnswer: {answer}"
+    return text if extract_answer(text, explicit=True) is not None else f"{text}\nAnswer: {answer}"
 
 
 def _letter(label: Any, n_choices: int) -> str:

@@ -233,6 +233,18 @@ def cmd_data_inspect(ns: argparse.Namespace) -> int:
     return 0 if report.kept else 1
 
 
+def cmd_judge_check(ns: argparse.Namespace) -> int:
+    from r3v.judge_check import check, load_cases, report
+
+    try:
+        cases = load_cases(ns.file)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"r3v judge-check: {e}") from None
+    result = check(cases, ns.tolerance)
+    print(report(result))
+    return 0 if result and result["all"]["agreement"] >= ns.min_agreement else 1
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     _prefect_env()
     from flows.serve import serve
@@ -314,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="generic formats: map a column, e.g. --column question=query")
     s.add_argument("--rows", type=int, default=3, help="rows to show")
     s.set_defaults(fn=cmd_data_inspect)
+    s = sub.add_parser("judge-check", help="agreement of the judge with labelled outputs (JSONL), per benchmark")
+    s.add_argument("file", help="JSONL: benchmark, output, gold, choices, expected (true/false), reason (r3v/judge_check.py)")
+    s.add_argument("--tolerance", type=float, default=0.05, help="relaxed scorers' tolerance (judge.relaxed_tolerance)")
+    s.add_argument("--min-agreement", type=float, default=0.0, help="exit 1 below this overall agreement")
+    s.set_defaults(fn=cmd_judge_check)
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)

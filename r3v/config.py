@@ -249,7 +249,11 @@ class RolloutConfig:
 @dataclass(frozen=True)
 class JudgeConfig:
     relaxed_tolerance: float = 0.05
-    """Relative tolerance for non-integer numeric answers (ChartQA's relaxed accuracy)."""
+    """Relative tolerance for generic data's numbers when `relaxed_generic` is on. (ChartQA rows,
+    `scorer: relaxed`, always get ChartQA's own 5%, years exact; r3v/judge.py.)"""
+    relaxed_generic: bool = False
+    """Judge generic data's numbers (no scorer in the metadata) within `relaxed_tolerance`; off,
+    they are exact (a 5% tolerance credits 95 for 100 and 2.9 for 3)."""
     check_reading: bool = False
     """Also require, for a positive, that the rationale reads the scene right where the question
     needs it (`r3v errors`' check against the scene's truth in the question metadata; reason
@@ -465,7 +469,7 @@ EXECUTION_KEYS = ("run.name", "run.root", "run.torch_threads", "run.device", "tr
 """Keys that change where or how fast a run computes, not what: never in the config hash."""
 
 LATE_KEYS = ("train.precision", "rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
-             "train.vision_lora_alpha", "sq", "qar", "eval.strategy", "judge.shuffle_labels",
+             "train.vision_lora_alpha", "sq", "qar", "eval.strategy", "judge.shuffle_labels", "judge.relaxed_generic",
              "data.embedded.seed_levels", "data.embedded.train_levels", "data.embedded.test_levels")
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 

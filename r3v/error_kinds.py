@@ -8,7 +8,7 @@ any arithmetic. A judged rationale is then classified, in this order:
 - `lucky`      : judged correct although the reading is wrong, or the intermediate results are
                  not the gold chain's (where the metadata keeps them): a false positive, which
                  the SFT set then teaches as if it were a good rationale;
-- `format`     : no final answer could be parsed (`unparsed`);
+- `format`     : no final answer could be parsed (`unparsed`), or it hedges (`ambiguous`);
 - `perception` : the reading of the scene is missing or differs from the truth where the
                  question needs it;
 - `arithmetic` : the reading is right but a written step `a + b - c = d` is wrong;
@@ -67,10 +67,11 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
     return all(read.get(c) == truth[c] for c in relevant)
 
 
-def judge_checking_reading(text: str | None, question: dict, tolerance: float = 0.05) -> tuple[str | None, Verdict]:
+def judge_checking_reading(text: str | None, question: dict, tolerance: float = 0.05,
+                           relaxed_generic: bool = False) -> tuple[str | None, Verdict]:
     """`judge_for_question`, and a right answer with a wrong reading of the scene is wrong
     (`wrong_reading`): the judge of `judge.check_reading`. Without scene truth, the answer alone."""
-    ans, v = judge_for_question(text, question, tolerance)
+    ans, v = judge_for_question(text, question, tolerance, relaxed_generic)
     if v.correct and reading_is_right(text or "", json.loads(question.get("metadata") or "{}"),
                                       question["question"]) is False:
         return ans, Verdict(False, "wrong_reading")
@@ -104,7 +105,7 @@ def error_kind(text: str, correct: bool, judge_reason: str, metadata: str | dict
     reading = reading_is_right(text or "", meta, question)
     if correct:
         return "lucky" if reading is False or steps_are_right(text or "", meta) is False else "right"
-    if judge_reason == "unparsed":
+    if judge_reason in ("unparsed", "ambiguous"):
         return "format"
     if reading is None:
         return "unknown"

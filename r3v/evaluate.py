@@ -38,8 +38,8 @@ def majority(answers: Sequence[str | None], key: Callable[[str], str] = normaliz
 
 
 def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, ns: int | Sequence[int],
-             params: SamplingParams, tolerance: float, strategy: str = "cot", qar: QARConfig | None = None
-             ) -> tuple[list[dict], list[dict]]:
+             params: SamplingParams, tolerance: float, strategy: str = "cot", qar: QARConfig | None = None,
+             relaxed_generic: bool = False) -> tuple[list[dict], list[dict]]:
     """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA) for each N in `ns`.
 
     One greedy answer, max(ns) samples per question (sample i has the same seed whatever N, so
@@ -84,7 +84,7 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
     hits = Counter()
     for j, q in enumerate(questions):
         def row(strategy: str, idx: int, text: str, q=q) -> tuple[str | None, bool]:
-            ans, v = judge_for_question(text, q, tolerance)
+            ans, v = judge_for_question(text, q, tolerance, relaxed_generic)
             preds.append(dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=idx,
                               text=text, answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason))
             return ans, v.correct

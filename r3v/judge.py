@@ -1,36 +1,94 @@
-"""Answer extraction and correctness: pure functions.
+"""The judge: what a model's output answers, and whether that is the gold answer. Pure functions.
 
-`extract_answer(text)` finds the final answer, trying in order:
-  1. the last `Answer: X` (case-insensitive), X up to the end of its line;
-  2. the last `the answer is X`;
-  3. the last `\\boxed{X}`.
-Anything else is unparsed (None). Models are trained to end with `Answer: X`; the fallbacks
-cover real checkpoints prompted zero-shot.
+Every verdict becomes a training label (a right rationale judged wrong is "refined" away; a hedge
+judged right is imitated), so the rules are strict where a guess could be credited and lenient
+only about how a single, unambiguous answer is written. They are written for the shapes real
+VLM outputs take, not for one model's format; `tests/data/judge_cases.jsonl` is the labelled
+corpus they are measured on (`r3v judge-check FILE` measures them on yours).
 
-`judge(pred, gold, choices)` returns a `Verdict(correct, reason)`:
-  - `unparsed`  : no answer could be extracted -> wrong. Never random credit.
-  - `choice`    : multiple choice; the prediction names the gold option by letter or by its text.
-  - `bad_choice`: multiple choice; the prediction is a letter out of range or no option -> wrong.
-  - `numeric`   : both are numbers and within the relative tolerance (ChartQA's relaxed accuracy,
-                  5%), or equal when the question's answer type is integer (counts);
-                  `%`, `$` and thousands separators are ignored.
-  - `exact`     : normalised (case, surrounding punctuation, whitespace) strings are equal.
-  - `mismatch`  : none of the above.
+## 1. Where the answer is (`extract_answer`), in this order
+
+Only the output's last `TAIL` characters are read (a final answer is at the end; a 10 MB output
+costs no more than a short one).
+
+1. **An explicit marker, the last one in the output wins**: `Answer: X`, `Final answer: X`,
+   `the (final/correct) answer is X`, `the correct option/choice is X`, `\\boxed{X}` (nested
+   braces allowed), and GeoQA's Chinese markers `答案：X`, `答案是X`, `故选X`, `选：X`. Markdown
+   around the marker (`**Answer:**`) is allowed. X runs to the end of the marker's line; when the
+   line is empty after the marker, X is the next non-empty line (`Answer:\\n5`). Reason: models
+   trained or prompted to state their answer do so with one of these, after their reasoning.
+2. **Else the last line, when it is one short sentence** (at most 30 words, no sentence boundary
+   inside): a bare final answer (`5`, `B`, `(B) 40°`, `Forty-nine`, `24 students`) or a one-line
+   answer (`There are 5 objects left.`). Reason: a zero-shot checkpoint often answers in one line.
+3. **Else the last sentence, when it concludes** (starts with so / therefore / thus / hence /
+   finally / in total / overall). Reason: `... so the total is 7.` ends a rationale with its answer.
+
+Anything else is unparsed: a rationale cut off before its conclusion is not read for a number
+it happens to contain, nor an answer cut off mid-expression (`Answer: 9 -`). The answer span is then cut before its explanation (`because`, `since`,
+`which`, `as`, `;`, a new sentence), so `Answer: B, because C is smaller` answers B.
+
+## 2. What the answer means (`read`), by the question's scorer
+
+- **Multiple choice** (GeoQA, M3CoT, any question with options): the options the answer names,
+  by letter (`B`, `(B)`, `B.`, `option B`, `(b)`; a lowercase letter only when it stands alone),
+  by the option's text, or by the option's value (`40°` or `40` for option `40°`). Exactly one
+  option named: that option. Two different options named (`B or C`, `(B) (C) (D)`, a letter with
+  another option's text): **ambiguous, never credit**. None: `bad_choice` (a letter out of range
+  is never a random pick).
+- **Numbers**: one value, written any common way: `-3` / `−3`, `.5`, `1,000` / `1 000`, `3 1/2`,
+  `7/2`, `\\frac{7}{2}`, `57%` (= 0.57, and 57: a percentage may be given for either), `$12.50`,
+  `24 students`, number words (`five`, `Forty-nine`, `one hundred and five`), the value after the
+  last `=` of an equation (`5 × 3 = 15`); a parenthesised aside is ignored when a value stands
+  outside it (`15 (5 × 3)`). Two different values (`5 or 6`, `between 5 and 6`): ambiguous.
+- **Text** (yes/no, names, colours): the normalised answer (case, markdown, punctuation, articles)
+  equals the gold's, or the answer is one sentence that ends with the gold (`The tallest bar is
+  blue.`); a hedge (`blue or red`) is ambiguous.
+
+## 3. Whether it is right (`judge`, `judge_for_question`), per benchmark
+
+| scorer (question metadata) | benchmark | rule | official script, and where we differ |
+|---|---|---|---|
+| `answer_type: integer` | CLEVR-Math, embedded | exact integer | CLEVR-Math compares integers; we also read number words |
+| `scorer: relaxed` | ChartQA | within 5%, except **years** exact | ChartQA's `relaxed_correctness` gives 5% to every number; a year (gold a 4-digit integer 1000-2100 written without separators, or a question asking "which/what year") is a label, and 2000 for 2019 is wrong |
+| `scorer: tabmwp` | TabMWP | numbers: equal after rounding to 3 places (TabMWP's normalisation); text: `tabmwp_normalize` equal | TabMWP extracts with its own "The answer is" pattern and compares strings; we read any shape above, then compare as its script normalises |
+| options present | GeoQA, M3CoT, TabMWP's multi-choice | the named option is the gold option | their scripts take the first letter found (a hedge then counts its first letter); we make a hedge ambiguous |
+| none of these | generic data | numbers **exact** (`judge.relaxed_generic: true`: within `judge.relaxed_tolerance`; or give the rows `scorer: relaxed`); text as above | - |
+
+Verdict reasons: `unparsed` (no answer found), `ambiguous` (a hedge), `bad_choice`, `choice`,
+`numeric`, `exact`, `mismatch`. Only `choice`, `numeric` and `exact` are correct. `answer_key`
+(majority voting) is the answer's meaning under the same rules, so maj@N and select@N agree
+with the judge about which answers are the same.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 LETTERS = "ABCDEFGHIJ"
-_ANSWER = re.compile(r"answer\s*:\s*(.+)", re.IGNORECASE)
-_ANSWER_IS = re.compile(r"the answer is\s*:?\s*(.+)", re.IGNORECASE)
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$", re.IGNORECASE)
-_LETTER = re.compile(r"^\(?([A-J])\)?(?:[.:)]|\s|$)")
+TAIL = 4096
+"""Characters read from the end of an output."""
+RELAXED = 0.05
+"""ChartQA's relaxed accuracy: within 5% of the gold value."""
+
+# -- 1. where the answer is ---------------------------------------------------------------------
+_CANDIDATE = re.compile(r"answer|correct|答案|选", re.IGNORECASE)
+_MARKER = re.compile(  # matched at a candidate ("final answer:" is found at its "answer")
+    r"answer\b[\s*_]*(?:\bis\b[\s*_]*[:：]?|[:：=]|-(?=\s))"
+    r"|correct\s+(?:option|choice)\s*(?:\bis\b\s*[:：]?|[:：])"
+    r"|答案\s*(?:是|为|為|应为|應為)?\s*[:：]?|(?<=故)选\s*[:：]?|选\s*[:：]",
+    re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*)\}")
+_SENTENCE_END = re.compile(r"[.!?。](?=\s+\S)")
+_CONCLUDES = re.compile(r"^(?:so|therefore|thus|hence|finally|in total|overall|in conclusion)\b", re.IGNORECASE)
+_CUT = re.compile(r"\s*(?:,?\s*\bbecause\b|,?\s*\bsince\b|,\s*\bwhich\b|\s\bwhich\b|,?\s+\bas\b\s|;|\n"
+                  r"|\.\s+(?=\S))", re.IGNORECASE)
+_WRAP = " \t*_`'\"“”‘’:.,;!?。，：、$"
 
 
 @dataclass(frozen=True)
@@ -39,83 +97,364 @@ class Verdict:
     reason: str
 
 
-def _clean(ans: str) -> str | None:
-    ans = ans.strip().strip("*").strip()
-    ans = re.sub(r"[.。;,]+$", "", ans).strip()
-    return ans or None
+def _decode(text) -> str | None:
+    if text is None:
+        return None
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8", errors="replace")
+    elif not isinstance(text, str):
+        text = str(text)
+    return text[-TAIL:]
 
 
-def extract_answer(text: str | None) -> str | None:
-    """The final answer in `text`, or None when it has none (see module docstring for the order)."""
+def _strip(s: str) -> str:
+    lead = re.match(r"^[\s*_`'\"“‘$]*(?=\.\d)", s)  # `.5` keeps its point
+    s = s[lead.end():].rstrip(_WRAP) if lead else s.strip(_WRAP)
+    while s.startswith(("**", "__")) or s.endswith(("**", "__")):
+        s = s.strip("*_ ").strip(_WRAP)
+    return s
+
+
+def _after_marker(text: str, end: int) -> str:
+    line_end = text.find("\n", end)
+    span = text[end:] if line_end < 0 else text[end:line_end]
+    if _strip(span):
+        return span
+    for line in text[end:].split("\n")[1:]:  # `Answer:` then the value on the next line
+        if _strip(line):
+            return line
+    return ""
+
+
+def _last_marker(text: str) -> re.Match | None:
+    """The last explicit answer marker: candidates are found by a cheap scan, then checked from
+    the end with the full pattern (the scan is what runs on every rollout)."""
+    starts = [m.start() for m in _CANDIDATE.finditer(text)]
+    for pos in reversed(starts):
+        if pos and text[pos - 1].isalpha() and text[pos].isascii():
+            continue  # inside a word ("reanswer")
+        m = _MARKER.match(text, pos)
+        if m:
+            return m
+    return None
+
+
+_TRAINED = re.compile(r"(?<![\w*])answer:[ \t]*(-?\d+)\.?\s*\Z", re.IGNORECASE)
+"""The shape trained models end in (`... Answer: 12`): read without the general search."""
+
+
+def extract_answer(text, explicit: bool = False) -> str | None:
+    """The answer span of a model output, or None when it has none (module docstring, part 1);
+    `explicit`: only an explicit marker's (rule 1), e.g. to see if a gold rationale states its answer."""
+    text = _decode(text)
     if not text:
         return None
-    for rx in (_ANSWER, _ANSWER_IS):
-        hits = rx.findall(text)
-        if hits:
-            first_line = hits[-1].splitlines()[0] if hits[-1].strip() else ""
-            return _clean(first_line)
-    hits = _BOXED.findall(text)
-    return _clean(hits[-1]) if hits else None
+    fast = _TRAINED.search(text, max(0, len(text) - 40))
+    if fast:
+        return fast.group(1)
+    if not text.strip():
+        return None
+    span = None
+    last = _last_marker(text)
+    boxed = None
+    if "boxed" in text:
+        for b in _BOXED.finditer(text):
+            boxed = b
+    if boxed is not None and (last is None or boxed.start() >= last.start()):
+        span = boxed.group(1)
+    elif last is not None:
+        span = _after_marker(text, last.end())
+        inner = _BOXED.search(span)
+        if inner:
+            span = inner.group(1)
+    elif explicit:
+        return None
+    else:
+        lines = [ln for ln in text.split("\n") if _strip(ln)]
+        if not lines:
+            return None
+        line = lines[-1].strip()
+        if (not _SENTENCE_END.search(line) or _LETTER_LINE.match(line)) and len(line.split()) <= 30:
+            span = line
+        else:
+            parts = _SENTENCE_END.split(line)
+            tail = parts[-1].strip() if parts else ""
+            if _CONCLUDES.match(tail):
+                span = tail
+    if span is None:
+        return None
+    span = _CUT.split(span.strip(), maxsplit=1)[0] if not _is_choice_list(span) else span
+    span = _strip(span)
+    if re.search(r"[-+*/=×÷]\s*$", span):
+        return None  # cut off mid-expression (`Answer: 9 -`): no answer yet
+    return span or None
+
+
+def _is_choice_list(span: str) -> bool:
+    """`(B) (C) (D)`: letters one after another (a hedge, kept whole so the reader sees them all)."""
+    return len(_LETTER_TOKEN.findall(span)) > 1 and not re.search(r"[a-z]{3,}", span)
+
+
+# -- 2. what the answer means -------------------------------------------------------------------
+_MINUS = str.maketrans({"−": "-", "–": "-", "—": "-", "‒": "-", "﹣": "-", "－": "-", "\u00a0": " ",
+                        "\u202f": " ", "\u2009": " ", "×": "*", "·": "*", "÷": "/", "⁄": "/", "∕": "/"})
+_LATEX = [(re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}"), r"\1/\2"),
+          (re.compile(r"\\(?:text|mathrm|mathbf|textbf)\s*\{([^{}]*)\}"), r"\1"),
+          (re.compile(r"\^\s*\{?\\circ\}?|\\circ|\\degree"), "°"), (re.compile(r"\\%"), "%"),
+          (re.compile(r"\\[,;! ]|\\left|\\right|[\\$]"), " ")]
+_NUM = re.compile(
+    r"(?<![\w.])(?P<sign>[-+])?(?:(?P<whole>\d+)\s+(?P<mn>\d+)/(?P<md>\d+)(?![\d/])"
+    r"|(?P<fn>\d+)\s*/\s*(?P<fd>\d+)(?![\d/])"
+    r"|(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+(?![\d/])|\d+)(?P<frac>\.\d+)?(?![\d])"
+    r"|(?P<dot>\.\d+))(?!(?:st|nd|rd|th)\b)(?P<pct>\s*(?:%|percent\b))?(?P<scale>\s*(?:k|thousand|m|mn|million|bn|b|billion)\b)?",
+    re.IGNORECASE)
+_SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "b": 1e9, "bn": 1e9, "billion": 1e9}
+_PARENS = re.compile(r"\([^()]*\)")
+_NEGATIVE = re.compile(r"\b(?:minus|negative)\s+(?=\d)", re.IGNORECASE)
+_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_WORD_RUN = re.compile(r"\b(?:%s)(?:(?:[\s-]+(?:and\s+)?)(?:%s))*\b" % (
+    "|".join([*_WORDS, *_TENS, *_SCALES, "none"]), "|".join([*_WORDS, *_TENS, *_SCALES])), re.IGNORECASE)
+_HEDGE = re.compile(r"\b(?:or|either|between|maybe|perhaps|possibly)\b|/(?!\d)|\?", re.IGNORECASE)
+_LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9'’])\(?([A-J])\)?(?![A-Za-z0-9'’])")
+_LONE_LETTER = re.compile(r"^(?:(?:option|choice)\s+)?[(\[]?([A-Ja-j])[)\]]?[.:)]?$", re.IGNORECASE)
+_WORD_AFTER = re.compile(r"\s+(?!(?:or|and|nor|is|was|because|since|as)\b)[a-z]")
+_LETTER_LINE = re.compile(r"^[*_\s]*\(?[A-J]\)?[.:)]\s+\S")
+_ARTICLES = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+_YEAR_Q = re.compile(r"\b(?:which|what|in which|in what)\s+years?\b|\bwhen\b", re.IGNORECASE)
 
 
 def normalize(s: str) -> str:
-    s = s.strip().lower()
+    """Lower case, single spaces, markdown and surrounding punctuation off, NFKC (full-width forms)."""
+    s = unicodedata.normalize("NFKC", s).strip().lower()
     s = re.sub(r"\s+", " ", s)
-    return s.strip(" .,;:!?\"'`")
+    return _strip(s).strip(" .,;:!?\"'`")
+
+
+def _prep(s: str) -> str:
+    if not s.isascii():
+        s = unicodedata.normalize("NFKC", s).translate(_MINUS)
+    if "\\" in s or "$" in s or "^" in s:
+        for rx, sub in _LATEX:
+            s = rx.sub(sub, s)
+    return s
+
+
+def _word_number(run: str) -> float | None:
+    total, current = 0, 0
+    for w in re.split(r"[\s-]+", run.lower()):
+        if w == "and":
+            continue
+        if w == "none":
+            return 0.0
+        if w in _WORDS:
+            current += _WORDS[w]
+        elif w in _TENS:
+            current += _TENS[w]
+        elif w in _SCALES:
+            current = max(current, 1) * _SCALES[w]
+            if _SCALES[w] >= 1000:
+                total, current = total + current, 0
+    return float(total + current)
+
+
+def _values(s: str) -> list[tuple[float, tuple[float, ...]]]:
+    """(value, the other values it may mean) of every number in `s`, in order: `57%` may mean
+    0.57, `1.5k` 1500 and `1.2 million` 1200000 (or the axis' unit: 1.2)."""
+    out = []
+    for m in _NUM.finditer(s):
+        sign = -1.0 if m["sign"] == "-" else 1.0
+        if m["whole"] is not None:
+            d = int(m["md"])
+            if d == 0:
+                continue
+            v = int(m["whole"]) + int(m["mn"]) / d
+        elif m["fn"] is not None:
+            d = int(m["fd"])
+            if d == 0:
+                continue
+            v = int(m["fn"]) / d
+        elif m["dot"] is not None:
+            v = float(m["dot"])
+        else:
+            v = float(m["int"].replace(",", "").replace(" ", "") + (m["frac"] or ""))
+        v *= sign
+        also = (v / 100,) if m["pct"] else ()
+        if m["scale"]:
+            also += (v * _SCALE[m["scale"].strip().lower()],)
+        out.append((v, also))
+    return out
 
 
 def to_number(s: str) -> float | None:
-    t = normalize(s).replace(",", "").replace("$", "").rstrip("%").strip()
-    if _NUMBER.match(t):
-        return float(t)
-    frac = re.match(r"^([-+]?\d+)\s*/\s*(\d+)$", t)
-    if frac and int(frac.group(2)) != 0:
-        return int(frac.group(1)) / int(frac.group(2))
-    return None
+    """The one value `s` states (see the module docstring), or None (no value, or two different)."""
+    r = _number(s)
+    return r if isinstance(r, float) else None
 
 
-def numbers_match(pred: float, gold: float, tolerance: float) -> bool:
-    """ChartQA's relaxed accuracy: within `tolerance` of the gold value, relatively (exact at 0)."""
-    if gold == 0:
-        return pred == 0
-    return abs(pred - gold) <= tolerance * abs(gold)
+@lru_cache(maxsize=1 << 16)
+def _number(s: str):
+    """float, or a tuple of the values it may mean (the first is as written); "ambiguous": two
+    different values; None: no number. Cached: answers and golds repeat across samples."""
+    s = _prep(s)
+    if "=" in s:  # an equation on the answer line: its result
+        s = s.rsplit("=", 1)[1]
+    if "(" in s:
+        outside = _PARENS.sub(" ", s)
+        if outside != s and (_NUM.search(outside) or _WORD_RUN.search(outside)):
+            s = outside
+    if "inus" in s or "egative" in s:
+        s = _NEGATIVE.sub("-", s)
+    vals = _values(s)
+    if not vals:
+        vals = [(_word_number(m.group(0)), ()) for m in _WORD_RUN.finditer(s)]
+    if not vals:
+        return None
+    if len({v for v, _ in vals}) > 1:
+        return "ambiguous"
+    v, also = vals[0]
+    also = tuple(a for _, al in vals for a in al)
+    return (float(v), *also) if also else float(v)
+
+
+def _number_key(r) -> str:
+    if isinstance(r, tuple):
+        return f"number:{r[1]!r}"
+    return f"number:{r!r}"
+
+
+def _option_spans(claim: str, choices: Sequence[str]) -> set[int]:
+    """Options whose text the claim contains as a whole phrase (the longest of overlapping ones)."""
+    low = normalize(claim)
+    hits = []
+    for i, c in enumerate(choices):
+        t = _ARTICLES.sub("", normalize(str(c)))
+        if not t:
+            continue
+        for m in re.finditer(r"(?<![\w])" + re.escape(t) + r"(?![\w])", low):
+            hits.append((m.start(), m.end(), i))
+    keep = {i for s, e, i in hits if not any((s2 <= s and e <= e2) and (e2 - s2) > (e - s) for s2, e2, _ in hits)}
+    return keep
+
+
+def _choice(claim: str, choices: Sequence[str]) -> tuple[str, int | None]:
+    """("choice", i) / ("ambiguous", None) / ("bad_choice", None)."""
+    text = _prep(claim).strip()
+    lone = _LONE_LETTER.match(_strip(text))
+    named: set[int] = set()
+    out_of_range = False
+    if lone:
+        i = LETTERS.index(lone.group(1).upper())
+        return ("choice", i) if i < len(choices) else ("bad_choice", None)
+    for m in _LETTER_TOKEN.finditer(text):
+        letter = m.group(1)
+        if letter in "AI" and not m.group(0).startswith("(") and _WORD_AFTER.match(text, m.end()):
+            continue  # the article "A" or the pronoun "I", not an option
+        i = LETTERS.index(letter)
+        if i < len(choices):
+            named.add(i)
+        else:
+            out_of_range = True
+    named |= _option_spans(text, choices)
+    if not named:
+        value = _number(text)
+        if isinstance(value, float | tuple):
+            target = value[0] if isinstance(value, tuple) else value
+            same = [i for i, c in enumerate(choices) if _same_number(_number(str(c)), target)]
+            if len(same) == 1:
+                named.add(same[0])
+    if len(named) > 1 or (named and _HEDGE.search(text) and out_of_range):
+        return "ambiguous", None
+    if len(named) == 1:
+        return "choice", named.pop()
+    return "bad_choice", None
+
+
+def _candidates(r) -> tuple[float, ...]:
+    """The values a `_number` result may mean: a percentage is its number or its fraction."""
+    return r if isinstance(r, tuple) else (r,) if isinstance(r, float) else ()
+
+
+def _same_number(r, target: float) -> bool:
+    return any(_close(v, target, 0.0) for v in _candidates(r))
+
+
+def _close(a: float, b: float, tol: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return False
+    if tol > 0 and b != 0:
+        return abs(a - b) <= tol * abs(b)
+    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
 def choice_index(pred: str, choices: Sequence[str]) -> int | None:
-    """Index of the option `pred` names (by letter, `(B)`, or by its text), else None."""
-    m = _LETTER.match(pred.strip())
-    if m:
-        i = LETTERS.index(m.group(1))
-        return i if i < len(choices) else None
-    norm = normalize(pred)
-    for i, c in enumerate(choices):
-        if normalize(c) == norm:
-            return i
-    return None
+    """Index of the one option `pred` names (by letter, text or value), else None."""
+    kind, i = _choice(pred, choices)
+    return i if kind == "choice" else None
+
+
+def _text_match(claim: str, gold: str) -> str:
+    """"exact" / "ambiguous" / "mismatch" for a text answer."""
+    c, g = _ARTICLES.sub("", normalize(claim)), _ARTICLES.sub("", normalize(gold))
+    if not g:
+        return "mismatch"
+    if c == g:
+        return "exact"
+    if re.search(r"\b(?:or|either|maybe|perhaps|possibly)\b|/", c):
+        return "ambiguous"
+    if g in ("yes", "no") and re.match(rf"^{g}\b", c):
+        return "ambiguous" if re.search(rf"\b{'no' if g == 'yes' else 'yes'}\b", c) else "exact"
+    if len(c.split()) <= 30 and re.search(r"(?:^|\s)" + re.escape(g) + "$", c) and not re.search(r"\bnot\b", c):
+        return "exact"
+    return "mismatch"
 
 
 def judge(pred: str | None, gold: str, choices: Sequence[str] | None = None,
-          tolerance: float = 0.05, integer: bool = False) -> Verdict:
-    """Is `pred` (an extracted answer) right? `integer=True` forces exact integer matching."""
-    if pred is None or not pred.strip():
+          tolerance: float = 0.0, integer: bool = False, year_question: bool = False) -> Verdict:
+    """Is `pred` (an extracted answer span) the gold answer? `tolerance`: relative, for relaxed
+    scoring (0: exact); `integer`: exact integers; `year_question`: years stay exact."""
+    if pred is None or not str(pred).strip():
         return Verdict(False, "unparsed")
+    return _judge(str(pred), str(gold), tuple(map(str, choices)) if choices else None, tolerance, integer,
+                  year_question)
+
+
+@lru_cache(maxsize=1 << 16)
+def _judge(pred: str, gold: str, choices: tuple[str, ...] | None, tolerance: float, integer: bool,
+           year_question: bool) -> Verdict:
+    """`judge`, cached: a pool's answers and golds repeat (N samples per question, few values)."""
     if choices:
-        gi = choice_index(gold, choices)
-        pi = choice_index(pred, choices)
-        if pi is None:
-            return Verdict(False, "bad_choice")
-        return Verdict(gi is not None and pi == gi, "choice" if pi == gi else "mismatch")
-    pn, gn = to_number(pred), to_number(gold)
-    if pn is not None and gn is not None:
-        ok = pn == gn if integer else numbers_match(pn, gn, tolerance)
+        kind, pi = _choice(pred, choices)
+        if kind != "choice":
+            return Verdict(False, kind)
+        gk, gi = _choice(gold, choices)
+        return Verdict(gi == pi, "choice" if gi == pi else "mismatch")
+    g = _number(gold)
+    if isinstance(g, float | tuple):
+        p = _number(pred)
+        if p == "ambiguous":
+            return Verdict(False, "ambiguous")
+        if p is None:
+            return Verdict(False, "mismatch")
+        if integer or _is_year(gold, year_question):
+            tolerance = 0.0
+        ok = any(_close(v, gv, tolerance) for v in _candidates(p) for gv in _candidates(g))
         return Verdict(ok, "numeric" if ok else "mismatch")
-    ok = normalize(pred) == normalize(gold)
-    return Verdict(ok, "exact" if ok else "mismatch")
+    kind = _text_match(pred, gold)
+    return Verdict(kind == "exact", kind)
+
+
+def _is_year(gold: str, year_question: bool) -> bool:
+    g = gold.strip()
+    return bool(re.fullmatch(r"\d{4}", g)) and (1000 <= int(g) <= 2100) or (year_question and g.isdigit())
 
 
 def judge_text(text: str | None, gold: str, choices: Sequence[str] | None = None,
-               tolerance: float = 0.05, integer: bool = False) -> tuple[str | None, Verdict]:
-    """Extract then judge: (extracted answer, verdict)."""
+               tolerance: float = 0.0, integer: bool = False) -> tuple[str | None, Verdict]:
+    """Extract then judge: (answer span, verdict)."""
     pred = extract_answer(text)
     return pred, judge(pred, gold, choices, tolerance, integer)
 
@@ -146,40 +485,75 @@ def tabmwp_normalize(text: str, unit: str | None) -> str:
 
 
 def judge_tabmwp(pred: str | None, gold: str, unit: str | None) -> Verdict:
-    """TabMWP's free-text scoring: normalised answers equal, case-insensitively."""
+    """TabMWP's free-text scoring: numbers equal after its rounding to 3 places, else its
+    normalised strings equal (case-insensitive), with a one-sentence answer ending in the gold."""
     if pred is None or not pred.strip():
         return Verdict(False, "unparsed")
-    ok = tabmwp_normalize(pred, unit).lower() == tabmwp_normalize(gold, unit).lower()
-    return Verdict(ok, "exact" if ok else "mismatch")
+    g = _number(tabmwp_normalize(gold, unit))
+    if isinstance(g, float):
+        p = _number(pred.replace(unit, " ") if unit else pred)
+        if p == "ambiguous":
+            return Verdict(False, "ambiguous")
+        ok = any(round(v, 3) == round(g, 3) for v in _candidates(p))
+        return Verdict(ok, "numeric" if ok else "mismatch")
+    if tabmwp_normalize(pred, unit).lower() == tabmwp_normalize(gold, unit).lower():
+        return Verdict(True, "exact")
+    kind = _text_match(pred, gold)
+    return Verdict(kind == "exact", kind)
 
 
-def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05) -> tuple[str | None, Verdict]:
-    """`judge_text` against a canonical question row, with the scorer its metadata names:
-    `answer_type: integer` (exact counts: CLEVR-Math), `scorer: relaxed` (ChartQA's relaxed
-    accuracy: 5% whatever `tolerance` is), `scorer: tabmwp` (TabMWP's normalisation for free-text
-    answers; its multiple choice is judged like any other)."""
-    meta = json.loads(question.get("metadata") or "{}")
-    scorer = meta.get("scorer")
-    if scorer == "tabmwp" and not question["choices"]:
-        pred = extract_answer(text)
+@lru_cache(maxsize=4096)
+def _meta(metadata: str | None) -> dict:
+    try:
+        meta = json.loads(metadata) if metadata else {}
+    except (TypeError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _metadata(question: dict) -> dict:
+    m = question.get("metadata")
+    return m if isinstance(m, dict) else _meta(m)
+
+
+def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05,
+                       relaxed_generic: bool = False) -> tuple[str | None, Verdict]:
+    """Extract the answer of `text` and judge it against a canonical question row with the scorer
+    its metadata names (the table in the module docstring). `scorer: relaxed` is ChartQA's 5%
+    whatever `tolerance` is; generic numbers are exact, or within `tolerance` with
+    `relaxed_generic` (`judge.relaxed_generic`, `judge.relaxed_tolerance`)."""
+    meta = _metadata(question)
+    pred = extract_answer(text)
+    scorer, choices = meta.get("scorer"), question.get("choices")
+    if scorer == "tabmwp" and not choices:
         return pred, judge_tabmwp(pred, question["answer"], meta.get("unit"))
     if scorer == "relaxed":
-        tolerance = 0.05
-    return judge_text(text, question["answer"], question["choices"], tolerance, meta.get("answer_type") == "integer")
+        tol = RELAXED  # the benchmark's own rule, whatever the run's tolerance
+    elif relaxed_generic and meta.get("answer_type") != "integer":
+        tol = tolerance
+    else:
+        tol = 0.0
+    year_q = tol > 0 and bool(_YEAR_Q.search(question.get("question") or ""))
+    return pred, judge(pred, question["answer"], choices, tol, meta.get("answer_type") == "integer", year_q)
 
 
 def answer_key(pred: str, question: dict) -> str:
-    """What two answers to `question` share when they say the same thing (majority voting): the
-    option for multiple choice (letter or text), the number for numeric answers (`1,000` = `1000`),
-    TabMWP's normalisation under its scorer, else the normalised text."""
-    if question.get("choices"):
-        i = choice_index(pred, question["choices"])
-        return f"choice:{i}" if i is not None else normalize(pred)
-    meta = json.loads(question.get("metadata") or "{}")
+    """What two answers to `question` share when they mean the same (majority voting), under the
+    judge's rules: the option for multiple choice, the value for numbers (`1,000` = `1000` =
+    `one thousand`), TabMWP's normalisation under its scorer, else the normalised text; an
+    ambiguous answer is only the same as itself."""
+    choices = question.get("choices")
+    if choices:
+        kind, i = _choice(pred, choices)
+        return f"choice:{i}" if kind == "choice" else f"{kind}:{normalize(pred)}"
+    meta = _metadata(question)
     if meta.get("scorer") == "tabmwp":
-        return tabmwp_normalize(pred, meta.get("unit")).lower()
-    n = to_number(pred)
-    return f"number:{n!r}" if n is not None else normalize(pred)
+        n = _number(tabmwp_normalize(pred, meta.get("unit")))
+        return f"number:{round(n, 3)!r}" if isinstance(n, float) else tabmwp_normalize(pred, meta.get("unit")).lower()
+    n = _number(pred)
+    if isinstance(n, float | tuple):
+        return _number_key(n if isinstance(n, float) else n[0])
+    return f"{'ambiguous' if n == 'ambiguous' else 'text'}:{_ARTICLES.sub('', normalize(pred))}"
 
 
 def shuffle_verdicts(rows: list[dict], seed: str) -> None:

@@ -36,7 +36,7 @@ SAMPLE_SCHEMA = pa.schema(list(ROLLOUT_SCHEMA) + [
     ("answer", pa.string()),  # extracted final answer, null when unparsed
     ("gold", pa.string()),
     ("correct", pa.bool_()),
-    ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | bad_choice | wrong_reading
+    ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | ambiguous | bad_choice | wrong_reading
 ])
 
 # One turn of a self-questioning sample (kind=sq), in conversation order.

@@ -202,10 +202,10 @@ def judge(run_dir: str, iteration: int) -> dict:
     qs = {q["id"]: q for q in run.questions("train")}
     # shards are contiguous blocks of questions: in shard order the rows are in question order
     rows = sorted(run.store.read("rollouts", iteration=iteration).to_pylist(), key=lambda r: r["shard"])
-    tol, check = run.cfg.judge.relaxed_tolerance, run.cfg.judge.check_reading
+    tol, check, generic = run.cfg.judge.relaxed_tolerance, run.cfg.judge.check_reading, run.cfg.judge.relaxed_generic
     for r in rows:
         q = qs[r["question_id"]]
-        ans, v = (judge_checking_reading if check else judge_for_question)(r["rationale"], q, tol)
+        ans, v = (judge_checking_reading if check else judge_for_question)(r["rationale"], q, tol, generic)
         r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
     if run.cfg.judge.shuffle_labels:  # the canary arm: the same number of positives, on random samples
         shuffle_verdicts(rows, f"{run.cfg.run.seed}:{iteration}:canary")
@@ -257,7 +257,8 @@ def evaluate(run_dir: str, iteration: int) -> dict:
     questions = _test_questions(run)
     sampler = run.sampler(iteration)
     preds, metrics = run_eval(sampler, questions, iteration, cfg.run.seed, cfg.eval.n,
-                              sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar)
+                              sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar,
+                              relaxed_generic=cfg.judge.relaxed_generic)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "evaluate", t0, {**{m["metric"]: round(m["value"], 4) for m in metrics},
@@ -278,7 +279,8 @@ def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> d
     cfg, rc = run.cfg, run.cfg.rollout
     questions = _test_questions(run)
     preds, metrics = run_eval(run.sampler(iteration), questions, iteration, cfg.run.seed, ns,
-                              sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar)
+                              sampling_params(rc), cfg.judge.relaxed_tolerance, cfg.eval.strategy, cfg.qar,
+                              relaxed_generic=cfg.judge.relaxed_generic)
     run.store.write("scaling_eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("scaling", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
     return record(run, iteration, "scale", t0, {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}})

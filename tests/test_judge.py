@@ -58,3 +58,134 @@ def test_judge(pred, gold, choices, integer, correct, reason):
 def test_judge_text_unparsed_rationale_is_wrong():
     ans, v = judge_text("Objects: red circle, blue square. Total: 2.", "2", integer=True)
     assert ans is None and not v.correct and v.reason == "unparsed"
+
+
+# -- the labelled corpus: realistic outputs of real checkpoints' shapes, per benchmark ----------
+
+from pathlib import Path  # noqa: E402
+
+from r3v.judge_check import check, load_cases, question_of  # noqa: E402
+
+CASES = load_cases(Path(__file__).parent / "data" / "judge_cases.jsonl")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_labelled_case(case):
+    from r3v.judge import judge_for_question
+
+    answer, verdict = judge_for_question(case["output"], question_of(case))
+    assert verdict.correct == case["expected"], (case["reason"], answer, verdict)
+
+
+def test_corpus_covers_every_benchmark_and_agrees():
+    result = check(CASES)
+    assert len(CASES) >= 250
+    assert {"tabmwp", "chartqa", "clevr_math", "geoqa", "m3cot", "generic"} <= set(result)
+    for name, row in result.items():
+        assert row["agreement"] >= 0.97 and row["false_credit"] == 0, (name, row["disagreements"])
+
+
+def test_judge_check_cli_names_bad_lines(tmp_path, capsys):
+    from r3v.cli import main
+
+    good = tmp_path / "ok.jsonl"
+    good.write_text('{"benchmark": "generic", "output": "Answer: 3", "gold": "3", "expected": true}\n'
+                    '{"benchmark": "generic", "output": "Answer: 3 or 4", "gold": "3", "expected": true}\n')
+    assert main(["judge-check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "| generic | 2 | 0.500 | 0 | 1 |" in out and "line 2" in out
+    assert main(["judge-check", str(good), "--min-agreement", "0.9"]) == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"benchmark": "generic", "output": "x", "gold": "3", "expected": true}\n{"benchmark": "nope"}\n')
+    with pytest.raises(SystemExit, match=r"bad.jsonl:2: missing output, gold, expected"):
+        main(["judge-check", str(bad)])
+
+
+# -- the rules as properties ------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from r3v.judge import LETTERS, answer_key, judge_for_question  # noqa: E402
+
+OPTION_WORDS = ["apple", "river", "seven cats", "40°", "2√3", "increase", "the red cube", "12.5", "north", "blue"]
+HEDGES = ["Answer: {a} or {b}", "({a}) ({b})", "Answer: {a}/{b}", "The answer is {a} or {b}.", "Answer: {a}, {b}",
+          "Answer: ({a}) and ({b})", "Answer: either {a} or {b}", "故选{a}或{b}", "**Answer:** {a} or {b}",
+          "Answer: {ta} or {tb}", "Answer: {a} ({tb})"]
+
+
+@given(st.lists(st.sampled_from(OPTION_WORDS), min_size=2, max_size=6, unique=True), st.data())
+def test_naming_two_options_is_never_credited(options, data):
+    i, j = data.draw(st.lists(st.integers(0, len(options) - 1), min_size=2, max_size=2, unique=True))
+    template = data.draw(st.sampled_from(HEDGES))
+    text = template.format(a=LETTERS[i], b=LETTERS[j], ta=options[i], tb=options[j])
+    for gold in (LETTERS[i], LETTERS[j], options[i]):
+        _, v = judge_for_question(text, {"answer": gold, "choices": options, "metadata": "{}"})
+        assert not v.correct, (text, gold, v)
+
+
+GOLDS = st.one_of(
+    st.integers(-10**6, 10**6).map(str),
+    st.decimals(min_value=-1000, max_value=1000, places=2, allow_nan=False).map(lambda d: str(d)),
+    st.sampled_from(["cat", "blue", "yes", "no", "Tuesday", "stay the same", "left", "12 apples", "10:30 A.M."]),
+)
+BENCHES = st.sampled_from([{}, {"answer_type": "integer"}, {"scorer": "relaxed"}, {"scorer": "tabmwp"}])
+
+
+@given(GOLDS, BENCHES, st.sampled_from(["", "  ", "\n", "Objects: red cube. Total: 1. 1 + 2 = 3.\n"]),
+       st.sampled_from(["Answer:", "answer:", "ANSWER:", "**Answer:**", "Answer :", "Final answer:"]),
+       st.booleans(), st.booleans(), st.sampled_from(["", " ", "\n", "  \n"]))
+def test_answer_gold_is_always_credited(gold, meta, before, marker, bold, period, after):
+    import json
+
+    if meta.get("answer_type") == "integer" and not gold.lstrip("-").isdigit():
+        return  # an integer question has integer golds
+    ans = f"**{gold}**" if bold else gold
+    text = f"{before}{marker} {ans}{'.' if period else ''}{after}"
+    _, v = judge_for_question(text, {"answer": gold, "choices": None, "metadata": json.dumps(meta), "question": ""})
+    assert v.correct, (text, gold, meta, v)
+
+
+@given(st.sampled_from(OPTION_WORDS[:6]), st.integers(0, 3), st.booleans(), st.booleans())
+def test_answer_letter_or_text_of_the_gold_option_is_credited(word, k, lower, by_text):
+    options = [word + str(n) if n else word for n in range(4)]
+    gold = LETTERS[k]
+    said = options[k] if by_text else (gold.lower() if lower else gold)
+    _, v = judge_for_question(f"Answer: {said}.", {"answer": gold, "choices": options, "metadata": "{}"})
+    assert v.correct, (said, options, v)
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("latin-1")),
+                 st.text(alphabet=st.characters(max_codepoint=0x1F), min_size=1)),
+       st.sampled_from([("3", None, {}), ("B", ["x", "y", "z"], {}), ("0.5", None, {"scorer": "relaxed"}),
+                        ("7", None, {"scorer": "tabmwp", "unit": "cm"}), ("blue", None, {})]))
+def test_the_judge_never_raises_and_is_deterministic(text, q):
+    import json
+
+    gold, choices, meta = q
+    question = {"answer": gold, "choices": choices, "metadata": json.dumps(meta), "question": text[:20]}
+    first = judge_for_question(text, question)
+    assert first == judge_for_question(text, question)
+    if first[0] is not None:
+        answer_key(first[0], question)
+
+
+def test_junk_and_huge_outputs():
+    import json
+
+    q = {"answer": "5", "choices": None, "metadata": json.dumps({}), "question": ""}
+    assert judge_for_question(b"\xff\xfe Answer: 5", q)[1].correct  # bytes are decoded, not an error
+    assert judge_for_question(None, q)[1].reason == "unparsed"
+    huge = "Answer: 3 " + "7 + " * 2_500_000 + "\nAnswer: 5"  # 10 MB
+    assert judge_for_question(huge, q)[1].correct
+    assert judge_for_question("(" * 100_000 + "5", q)[1].reason in {"numeric", "mismatch", "unparsed"}  # returns
+
+
+def test_answer_keys_are_meanings():
+    q = {"answer": "1000", "choices": None, "metadata": "{}"}
+    assert answer_key("1,000", q) == answer_key("1 000", q) == answer_key("one thousand", q) == answer_key("1000.0", q)
+    mc = {"answer": "B", "choices": ["30°", "40°", "50°"], "metadata": "{}"}
+    assert answer_key("B", mc) == answer_key("(b)", mc) == answer_key("40°", mc) == answer_key("the answer is B", mc)
+    assert answer_key("B or C", mc) != answer_key("B", mc)
+    assert answer_key("5 or 6", q) != answer_key("5", q)
