@@ -107,8 +107,13 @@ def _decode(text) -> str | None:
     return text[-TAIL:]
 
 
+_LEAD_DOT = re.compile(r"[\s*_`'\"“‘$]*(?=\.\d)")
+
+
 def _strip(s: str) -> str:
-    lead = re.match(r"^[\s*_`'\"“‘$]*(?=\.\d)", s)  # `.5` keeps its point
+    if not s or (s[0] not in _WRAP and s[-1] not in _WRAP):
+        return s
+    lead = _LEAD_DOT.match(s)  # `.5` keeps its point
     s = s[lead.end():].rstrip(_WRAP) if lead else s.strip(_WRAP)
     while s.startswith(("**", "__")) or s.endswith(("**", "__")):
         s = s.strip("*_ ").strip(_WRAP)
@@ -183,9 +188,11 @@ def extract_answer(text, explicit: bool = False) -> str | None:
                 span = tail
     if span is None:
         return None
-    span = _CUT.split(span.strip(), maxsplit=1)[0] if not _is_choice_list(span) else span
+    span = span.strip()
+    if "." not in span or not _is_choice_list(span):
+        span = _CUT.split(span, maxsplit=1)[0]
     span = _strip(span)
-    if re.search(r"[-+*/=×÷]\s*$", span):
+    if span[-1:] in ("-", "+", "*", "/", "=", "×", "÷"):
         return None  # cut off mid-expression (`Answer: 9 -`): no answer yet
     return span or None
 
