@@ -77,6 +77,12 @@ class EmbeddedModelConfig:
     arithmetic_pretrain: bool = True
     """With reading pretraining: also train the LM, text only, on single sums over small numbers
     (`14 + 7 = 21.`), the stand-in for the arithmetic a real LM brings; never a chain of steps."""
+    text_pretrain_steps: int = 0
+    """Text-only pretraining of the LM at build, before reading pretraining: the sums
+    (`arithmetic_pretrain`) and copies and look-ups (`induction_pretrain`), `text_pretrain_batch`
+    short lines a step. 0: none (they are then learnt beside reading only)."""
+    text_pretrain_batch: int = 256
+    text_pretrain_lr: float = 1e-3
     induction_pretrain: bool = True
     """With reading pretraining: also train the LM, text only, on copying a list of words
     (`red 3 blue | red 3 blue.`) and on looking values up in a listing (`red 3, blue 7. blue 7.`):

@@ -225,10 +225,18 @@ def test_reading_pretraining_examples_are_the_rationales_words():
     batch = _text_batch(tok, ["3 + 4 = 7.", "12 - 5 = 7."])
     assert batch["input_ids"].shape == batch["labels"].shape
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+    packed = reading._packed_batch(tok, ["3 + 4 = 7.", "red 3 blue | red 3 blue."] * 20, length=16)
+    ids = packed["input_ids"][packed["attention_mask"] == 1].tolist()  # every line, in order, each ended
+    one = tok("3 + 4 = 7.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    two = tok("red 3 blue | red 3 blue.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert ids == (one + two) * 20 and packed["input_ids"].shape[1] == 16
+    assert (packed["labels"][packed["attention_mask"] == 0] == -100).all()
 
 
 def test_the_built_model_reads_and_adds(embedded_model):
     facts = json.loads((embedded_model / "r3v_embedded.json").read_text())
     reading = facts["reading_pretraining"]
     # measured at build on held-out scenes and sums (see r3v/embedded/reading.py)
-    assert reading["held_out_read_exactly"] > 0.3 and reading["held_out_sums_right"] > 0.3, reading  # measured 0.50, 0.51
+    assert reading["held_out_read_exactly"] > 0.3 and reading["held_out_sums_right"] > 0.3, reading  # measured 0.48, 0.44
+    # copying and looking up in context (a look-up guessed from 9 values is right 1 time in 9)
+    assert reading["held_out_copied_exactly"] > 0.3 and reading["held_out_looked_up_right"] > 0.2, reading  # 0.56, 0.41

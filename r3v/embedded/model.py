@@ -83,7 +83,7 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
         LlavaProcessor,
     )
 
-    from r3v.embedded.reading import pretrain_reading
+    from r3v.embedded.reading import pretrain_reading, pretrain_text
     from r3v.embedded.vision import pretrain_vision
     from r3v.models import save_model
 
@@ -118,11 +118,12 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
     model.generation_config.eos_token_id = ids[END_OF_TURN]
     model.generation_config.pad_token_id = ids["<pad>"]
     vision = pretrain_vision(model, processor, mcfg)
+    text = pretrain_text(model, tokenizer, mcfg)
     reading = pretrain_reading(model, processor, mcfg)
     n_params = sum(p.numel() for p in model.parameters())
     save_model(model.eval(), processor, out, extra_files={"r3v_embedded.json": json.dumps(
         {"model": dataclasses.asdict(mcfg), "parameters": n_params, "vision_pretraining": vision,
-         "reading_pretraining": reading}, indent=2)})
+         "text_pretraining": text, "reading_pretraining": reading}, indent=2)})
     log.info("built embedded VLM (%.2fM parameters) at %s", n_params / 1e6, out)
     return out
 

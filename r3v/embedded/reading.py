@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import random
 import time
 
@@ -115,6 +116,26 @@ def _text_batch(tokenizer, lines: list[str]) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
+def _packed_batch(tokenizer, lines: list[str], length: int = 128) -> dict[str, torch.Tensor]:
+    """`lines` (each ended by the end-of-turn token) packed one after another into rows of
+    `length` tokens, as LM pretraining packs documents: no padding is computed, and a row holds
+    several lines in context."""
+    from r3v.train.data import IGNORE
+
+    flat: list[int] = []
+    for line in lines:
+        flat += tokenizer(line, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    rows = max(1, -(-len(flat) // length))
+    input_ids = torch.full((rows, length), tokenizer.pad_token_id)
+    labels = torch.full((rows, length), IGNORE)
+    mask = torch.zeros((rows, length), dtype=torch.long)
+    for r in range(rows):
+        chunk = torch.tensor(flat[r * length:(r + 1) * length])
+        input_ids[r, :len(chunk)] = labels[r, :len(chunk)] = chunk
+        mask[r, :len(chunk)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
 def completion_accuracy(model, tokenizer, pairs: list[tuple[str, str]], first_only: bool = False) -> float:
     """Share of held-out (prompt, completion) pairs the LM completes right (greedy, text only);
     `first_only`: only the completion's first sentence counts (a look-up's first answer)."""
@@ -142,14 +163,63 @@ def read_accuracy(model, processor, pairs: list[tuple[bytes, str]], max_new_toke
     return sum(t.strip() == truth for t, (_, truth) in zip(texts, pairs)) / len(pairs)
 
 
-def _text_lines(rng: random.Random, mcfg: EmbeddedModelConfig) -> list[str]:
-    """One step's text-only lines: 64 sums (`arithmetic_pretrain`), 32 copies and 32 look-ups
-    (`induction_pretrain`), shuffled into one batch."""
-    pairs = _sums(rng, 64) if mcfg.arithmetic_pretrain else []
+def _text_lines(rng: random.Random, mcfg: EmbeddedModelConfig, n: int = 128) -> list[str]:
+    """One step's text-only lines: half sums (`arithmetic_pretrain`), a quarter copies and a
+    quarter look-ups (`induction_pretrain`), shuffled into one batch (128: 64, 32, 32)."""
+    pairs = _sums(rng, n // 2) if mcfg.arithmetic_pretrain else []
     if mcfg.induction_pretrain:
-        pairs += _copies(rng, 32) + _recalls(rng, 32)
+        pairs += _copies(rng, n // 4) + _recalls(rng, n // 4)
     rng.shuffle(pairs)
     return [p + c for p, c in pairs]
+
+
+def _text_facts(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, float]:
+    held = random.Random(f"{mcfg.init_seed}:text-held-out")
+    sums, copies, recalls = _sums(held, 100), _copies(held, 100), _recalls(held, 100)
+    facts = {}
+    if mcfg.arithmetic_pretrain:
+        facts["held_out_sums_right"] = completion_accuracy(model, tokenizer, sums)
+    if mcfg.induction_pretrain:
+        facts["held_out_copied_exactly"] = completion_accuracy(model, tokenizer, copies)
+        facts["held_out_looked_up_right"] = completion_accuracy(model, tokenizer, recalls, first_only=True)
+    return facts
+
+
+def _schedule(opt, steps: int):
+    """Linear warm-up over 20 steps, then cosine decay to 5%."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 0.5 * (1 + math.cos(s / steps * math.pi))))
+
+
+def pretrain_text(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, float]:
+    """Text-only pretraining of the language model before reading pretraining: the sums, copies and
+    look-ups of `_text_lines`, `text_pretrain_batch` lines a step packed into rows of 128 tokens
+    (short lines: a step costs a fraction of an image step). The stand-in for the LM pretraining
+    a real VLM starts from."""
+    steps = mcfg.text_pretrain_steps
+    if steps <= 0 or not (mcfg.arithmetic_pretrain or mcfg.induction_pretrain):
+        return {}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=mcfg.text_pretrain_lr, weight_decay=0.0)
+    sched = _schedule(opt, steps)
+    rng = random.Random(f"{mcfg.init_seed}:text-pretrain")
+    model.train()
+    t0, loss = time.perf_counter(), None
+    for step in range(steps):
+        loss = model(**_packed_batch(tokenizer, _text_lines(rng, mcfg, mcfg.text_pretrain_batch))).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if (step + 1) % 100 == 0:
+            log.info("text pretraining step %d/%d loss %.4f (%.0f s)", step + 1, steps, loss.item(),
+                     time.perf_counter() - t0)
+    model.eval()
+    facts = {"steps": steps, "loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1),
+             **_text_facts(model, tokenizer, mcfg)}
+    log.info("text pretraining %s", facts)
+    return facts
 
 
 def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, float]:
@@ -161,12 +231,9 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
     params = [p for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=mcfg.reading_pretrain_lr, weight_decay=0.0)
     steps = mcfg.reading_pretrain_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159)).item())))
+    sched = _schedule(opt, steps)
     rng = random.Random(f"{mcfg.init_seed}:reading-pretrain")
     held_out = _scenes(random.Random(f"{mcfg.init_seed}:reading-held-out"), 48, mcfg.image_size)
-    held = random.Random(f"{mcfg.init_seed}:text-held-out")
-    held_sums, held_copies, held_recalls = _sums(held, 100), _copies(held, 100), _recalls(held, 100)
     model.train()
     tower.eval()
     t0, loss = time.perf_counter(), None
@@ -189,11 +256,6 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
     tower.requires_grad_(True)
     facts = {"steps": steps, "loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1),
              "held_out_read_exactly": read_accuracy(model, processor, held_out)}
-    tok = processor.tokenizer
-    if mcfg.arithmetic_pretrain:
-        facts["held_out_sums_right"] = completion_accuracy(model, tok, held_sums)
-    if mcfg.induction_pretrain:
-        facts["held_out_copied_exactly"] = completion_accuracy(model, tok, held_copies)
-        facts["held_out_looked_up_right"] = completion_accuracy(model, tok, held_recalls, first_only=True)
+    facts.update(_text_facts(model, processor.tokenizer, mcfg))
     log.info("reading pretraining %s", facts)
     return facts
