@@ -237,6 +237,7 @@ def test_the_built_model_reads_and_adds(embedded_model):
     facts = json.loads((embedded_model / "r3v_embedded.json").read_text())
     reading = facts["reading_pretraining"]
     # measured at build on held-out scenes and sums (see r3v/embedded/reading.py)
-    assert reading["held_out_read_exactly"] > 0.3 and reading["held_out_sums_right"] > 0.3, reading  # measured 0.48, 0.44
+    assert reading["held_out_read_exactly"] > 0.25 and reading["held_out_sums_right"] > 0.5, reading  # measured 0.375, 0.74
     # copying and looking up in context (a look-up guessed from 9 values is right 1 time in 9)
-    assert reading["held_out_copied_exactly"] > 0.3 and reading["held_out_looked_up_right"] > 0.2, reading  # 0.56, 0.41
+    assert reading["held_out_copied_exactly"] > 0.8 and reading["held_out_looked_up_right"] > 0.25, reading  # 1.00, 0.45
+    assert facts["text_pretraining"]["steps"] == 400  # the LM's text-only phase ran first
