@@ -4,9 +4,10 @@ Its tokenizer is a byte-level BPE trained here with `tokenizers` on the embedded
 every prompt template, with a ChatML-style chat template. The result is a plain Hugging Face
 folder (config.json, model.safetensors, tokenizer and processor files) that loads with
 `AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. At build time its vision
-tower is pretrained on dense patch labels (r3v/embedded/vision.py), then its projector and LM on
-reading scenes aloud (r3v/embedded/reading.py): the stand-ins for a real VLM's pretrained CLIP
-and alignment stage; nothing of the questions' reasoning. It is built once per config and cached
+tower is pretrained on dense patch labels (r3v/embedded/vision.py), its LM on text-only sums,
+copying and look-ups, then its projector and LM on reading scenes aloud (r3v/embedded/reading.py):
+the stand-ins for a real VLM's pretrained CLIP, pretrained LM and alignment stage; nothing of the
+questions' reasoning. It is built once per config and cached
 under `model.cache_dir`.
 """
 
