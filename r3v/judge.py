@@ -327,12 +327,6 @@ def _number(s: str):
     return (float(v), *also) if also else float(v)
 
 
-def _number_key(r) -> str:
-    if isinstance(r, tuple):
-        return f"number:{r[1]!r}"
-    return f"number:{r!r}"
-
-
 def _option_spans(claim: str, choices: Sequence[str]) -> set[int]:
     """Options whose text the claim contains as a whole phrase (the longest of overlapping ones)."""
     low = normalize(claim)
@@ -555,11 +549,12 @@ def answer_key(pred: str, question: dict) -> str:
         return f"choice:{i}" if kind == "choice" else f"{kind}:{normalize(pred)}"
     meta = _metadata(question)
     if meta.get("scorer") == "tabmwp":
-        n = _number(tabmwp_normalize(pred, meta.get("unit")))
-        return f"number:{round(n, 3)!r}" if isinstance(n, float) else tabmwp_normalize(pred, meta.get("unit")).lower()
+        t = tabmwp_normalize(pred, meta.get("unit"))
+        n = _number(t)
+        return f"number:{round(n, 3)!r}" if isinstance(n, float) else t.lower()
     n = _number(pred)
     if isinstance(n, float | tuple):
-        return _number_key(n if isinstance(n, float) else n[0])
+        return f"number:{_candidates(n)[0]!r}"  # the value as written
     return f"{'ambiguous' if n == 'ambiguous' else 'text'}:{_ARTICLES.sub('', normalize(pred))}"
 
 

@@ -191,6 +191,24 @@ def _schedule(opt, steps: int):
         opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 0.5 * (1 + math.cos(s / steps * math.pi))))
 
 
+def _optimise(params: list, lr: float, steps: int, step_loss, what: str, every: int) -> tuple[float, float]:
+    """`steps` AdamW steps on `step_loss()` (clipped at norm 1, `_schedule`'s warm-up and cosine),
+    logged every `every` steps as `what`; returns (the last loss, seconds)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = _schedule(opt, steps)
+    t0, loss = time.perf_counter(), None
+    for step in range(steps):
+        loss = step_loss()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if (step + 1) % every == 0:
+            log.info("%s step %d/%d loss %.4f (%.0f s)", what, step + 1, steps, loss.item(), time.perf_counter() - t0)
+    return loss.item(), round(time.perf_counter() - t0, 1)
+
+
 def pretrain_text(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, float]:
     """Text-only pretraining of the language model before reading pretraining: the sums, copies and
     look-ups of `_text_lines`, `text_pretrain_batch` lines a step packed into rows of 128 tokens
@@ -201,25 +219,14 @@ def pretrain_text(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, floa
     steps = mcfg.text_pretrain_steps
     if steps <= 0 or not (mcfg.arithmetic_pretrain or mcfg.induction_pretrain):
         return {}
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=mcfg.text_pretrain_lr, weight_decay=0.0)
-    sched = _schedule(opt, steps)
     rng = random.Random(f"{mcfg.init_seed}:text-pretrain")
     model.train()
-    t0, loss = time.perf_counter(), None
-    for step in range(steps):
-        loss = model(**_packed_batch(tokenizer, _text_lines(rng, mcfg, mcfg.text_pretrain_batch))).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if (step + 1) % 100 == 0:
-            log.info("text pretraining step %d/%d loss %.4f (%.0f s)", step + 1, steps, loss.item(),
-                     time.perf_counter() - t0)
+    loss, seconds = _optimise(
+        [p for p in model.parameters() if p.requires_grad], mcfg.text_pretrain_lr, steps,
+        lambda: model(**_packed_batch(tokenizer, _text_lines(rng, mcfg, mcfg.text_pretrain_batch))).loss,
+        "text pretraining", every=100)
     model.eval()
-    facts = {"steps": steps, "loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1),
-             **_text_facts(model, tokenizer, mcfg)}
+    facts = {"steps": steps, "loss": loss, "seconds": seconds, **_text_facts(model, tokenizer, mcfg)}
     log.info("text pretraining %s", facts)
     return facts
 
@@ -230,33 +237,26 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
         return {}
     tower = model.model.vision_tower
     tower.requires_grad_(False)
-    params = [p for n, p in model.named_parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=mcfg.reading_pretrain_lr, weight_decay=0.0)
     steps = mcfg.reading_pretrain_steps
-    sched = _schedule(opt, steps)
     rng = random.Random(f"{mcfg.init_seed}:reading-pretrain")
     held_out = _scenes(random.Random(f"{mcfg.init_seed}:reading-held-out"), 48, mcfg.image_size)
-    model.train()
-    tower.eval()
-    t0, loss = time.perf_counter(), None
-    for step in range(steps):
+
+    def step_loss() -> torch.Tensor:
         batch = _batch(processor, _scenes(rng, mcfg.reading_pretrain_batch, mcfg.image_size))
         batch.pop("kinds")
         loss = model(**batch).loss
         lines = _text_lines(rng, mcfg)  # and, text only, what an LM knows from its pretraining
         if lines:
             loss = loss + model(**_text_batch(processor.tokenizer, lines)).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if (step + 1) % 50 == 0:
-            log.info("reading pretraining step %d/%d loss %.4f (%.0f s)", step + 1, steps, loss.item(),
-                     time.perf_counter() - t0)
+        return loss
+
+    model.train()
+    tower.eval()
+    loss, seconds = _optimise([p for p in model.parameters() if p.requires_grad], mcfg.reading_pretrain_lr, steps,
+                              step_loss, "reading pretraining", every=50)
     model.eval()
     tower.requires_grad_(True)
-    facts = {"steps": steps, "loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1),
+    facts = {"steps": steps, "loss": loss, "seconds": seconds,
              "held_out_read_exactly": read_accuracy(model, processor, held_out)}
     facts.update(_text_facts(model, processor.tokenizer, mcfg))
     log.info("reading pretraining %s", facts)
