@@ -15,7 +15,9 @@ pipeline runs. They see the pool up to iteration `getvariable('r3v_upto')` when 
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from r3v.schema import TABLES
+
+log = logging.getLogger(__name__)
 
 # Named views in creation order (later ones select from earlier ones).
 VIEWS = ("questions", "samples", "positives", "negatives", "pool_stats", "sft_examples", "refine_pairs",
@@ -115,35 +119,94 @@ class Store:
 
     # -- SQL ---------------------------------------------------------------------------
     def connect(self, upto: int | None = None, seed: int | None = None) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with every view defined over this run's files."""
-        con = duckdb.connect(":memory:")
-        if upto is not None:
-            con.execute(f"SET VARIABLE r3v_upto = {int(upto)}")
-        if seed is not None:
-            con.execute(f"SET VARIABLE r3v_seed = {int(seed)}")
-        for table, schema in TABLES.items():
-            files = self.files(table)
-            if files:
-                paths = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-                con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet([{paths}], "
-                            f"union_by_name = true, hive_partitioning = false)")
-            else:
-                con.register(f"_empty_{table}", schema.empty_table())
-                con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM _empty_{table}")
-        for view in VIEWS:
-            con.execute((sql_dir() / f"{view}.sql").read_text())
+        """An in-memory DuckDB with every view defined over this run's files, confined to the run:
+        files are readable only under the run folder (`allowed_directories`, external access off:
+        no other path, no URL, no replacement scan of Python objects), extensions are never
+        installed or loaded, and the configuration is locked before the connection is returned."""
+        root = self.root.resolve()
+        con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                                 "autoload_known_extensions": False,
+                                                 "python_enable_replacements": False})
+        try:
+            con.execute("SET allowed_directories = [" + _sql_str(str(root) + os.sep) + "]")
+            con.execute("SET enable_external_access = false")
+            if upto is not None:
+                con.execute(f"SET VARIABLE r3v_upto = {int(upto)}")
+            if seed is not None:
+                con.execute(f"SET VARIABLE r3v_seed = {int(seed)}")
+            for table, schema in TABLES.items():
+                files, broken = [], []
+                for f in self.files(table):
+                    try:
+                        pq.read_metadata(f)
+                        files.append(f.resolve())
+                    except (OSError, pa.ArrowException) as e:
+                        broken.append(f"{f}: {e}")
+                if files and not broken:
+                    paths = ", ".join(_sql_str(str(f)) for f in files)
+                    con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet([{paths}], "
+                                f"union_by_name = true, hive_partitioning = false)")
+                else:
+                    con.register(f"_empty_{table}", schema.empty_table())
+                    con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM _empty_{table}")
+                if broken:  # the table's views fail when read, naming the file; every other view works
+                    log.warning("run store: unreadable file(s) in %s: %s", table, "; ".join(broken))
+                    msg = _sql_str(f"{table}: unreadable Parquet file {broken[0]}"
+                                   + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else "")
+                                   + "; rerun the step that writes it (r3v run resumes it)")
+                    # every column of the one extra row raises, so no filter or projection prunes it
+                    cols = ", ".join(f'CAST(error({msg}) AS {kind}) AS "{name}"'
+                                     for name, kind, *_ in con.execute(f"DESCRIBE _empty_{table}").fetchall())
+                    con.execute(f"CREATE OR REPLACE VIEW src_{table} AS SELECT * FROM _empty_{table} UNION ALL "
+                                f"SELECT {cols} WHERE error({msg}) IS NULL")
+            for view in VIEWS:
+                con.execute((sql_dir() / f"{view}.sql").read_text())
+            con.execute("SET lock_configuration = true")
+        except BaseException:
+            con.close()
+            raise
         return con
 
     def query(self, sql: str, upto: int | None = None, seed: int | None = None) -> pa.Table:
-        """Run one read-only statement (SELECT, WITH, DESCRIBE, SHOW, …) and return its rows."""
+        """Run one read-only query (SELECT, WITH, VALUES, FROM, DESCRIBE, SHOW, SUMMARIZE, or
+        EXPLAIN [ANALYZE] of one of these) and return its rows; anything else is refused with
+        ReadOnlyError before it runs."""
         con = self.connect(upto=upto, seed=seed)
         try:
-            statements = con.extract_statements(sql)
-            if len(statements) != 1:
-                raise ReadOnlyError(f"expected one statement, got {len(statements)}")
-            kind = statements[0].type
-            if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-                raise ReadOnlyError(f"only queries are allowed on a run (got a {kind.name} statement)")
+            check_read_only(con, sql)
             return con.sql(sql).to_arrow_table()
         finally:
             con.close()
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+_EXPLAIN = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*EXPLAIN(?:\s+ANALY[SZ]E)?\b", re.I | re.S)
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Refuse (ReadOnlyError) anything but a single query. DuckDB's parser decides what a
+    statement is; an EXPLAIN is allowed only when what it explains is itself a query, because
+    EXPLAIN ANALYZE runs its statement (`EXPLAIN ANALYZE COPY … TO` writes the file)."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise ReadOnlyError(f"the statement does not parse: {e}") from None
+    if len(statements) != 1:
+        raise ReadOnlyError(f"expected one statement, got {len(statements)}: run one query at a time")
+    kind = statements[0].type
+    if kind == duckdb.StatementType.EXPLAIN:
+        text = statements[0].query
+        m = _EXPLAIN.match(text)
+        try:
+            inner = con.extract_statements(text[m.end():]) if m else []
+        except duckdb.Error:
+            inner = []
+        if len(inner) != 1 or inner[0].type != duckdb.StatementType.SELECT:
+            raise ReadOnlyError("only EXPLAIN [ANALYZE] of a query is allowed on a run "
+                                "(EXPLAIN ANALYZE runs the statement it explains)")
+    elif kind != duckdb.StatementType.SELECT:
+        raise ReadOnlyError(f"only queries are allowed on a run (got a {kind.name} statement); "
+                            f"the run's data is written by r3v alone")

@@ -1,0 +1,188 @@
+"""The catalogue of hostile-but-realistic input (issue 20): every case is refused with a message
+that names what was wrong, and nothing else is lost.
+
+Sections: `r3v sql` confined to its run; configs checked at load time; bad records named. The
+store-as-truth resume cases need a trained model and live in tests/test_resume_truth.py; the
+orphaned-server case in tests/test_served.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from r3v.store import ReadOnlyError, Store
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+# -- r3v sql: one read-only query, confined to the run folder ---------------------------------------------
+
+
+def _steps_table(n: int = 1) -> pa.Table:
+    now = datetime.now(UTC)
+    return pa.Table.from_pylist([{"seconds": float(i), "finished_at": now, "info": "{}"} for i in range(n)],
+                                schema=pa.schema([("seconds", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
+                                                  ("info", pa.string())]))
+
+
+@pytest.fixture
+def run_store(tmp_path):
+    """A run folder with one partition, and beside it another run and a secret, both off limits."""
+    run = tmp_path / "run"
+    store = Store(run)
+    store.write("steps", _steps_table(), iteration=1, step="judge")
+    (run / "config.yaml").write_text("{}\n")  # what `r3v sql` looks for in a run folder
+    other = tmp_path / "run2"  # shares the run folder's name as a prefix: must not be readable
+    Store(other).write("steps", _steps_table(5), iteration=1, step="judge")
+    (tmp_path / "secret.txt").write_text("secret")
+    return store, tmp_path
+
+
+def _part(store: Store) -> str:
+    return str(store.partition("steps", iteration=1, step="judge").resolve() / "part-0.parquet")
+
+
+HOSTILE = [
+    # writes and DDL
+    ("CREATE TABLE t AS SELECT 1", "CREATE"),
+    ("CREATE VIEW metrics2 AS SELECT 1", "CREATE"),
+    ("CREATE OR REPLACE VIEW samples AS SELECT 1 AS x", "CREATE"),
+    ("DROP VIEW samples", "DROP"),
+    ("INSERT INTO src_steps SELECT * FROM src_steps", "INSERT"),
+    ("DELETE FROM src_steps", "DELETE"),
+    ("UPDATE src_steps SET seconds = 0", "UPDATE"),
+    ("ALTER VIEW samples RENAME TO s", "ALTER"),
+    ("CREATE MACRO m(x) AS x", "CREATE"),
+    ("CREATE SEQUENCE s", "CREATE"),
+    # files written
+    ("COPY (SELECT * FROM src_steps) TO '{part}' (FORMAT parquet)", "COPY"),
+    ("COPY src_steps TO '{run}/x.csv'", "COPY"),
+    ("COPY src_steps FROM '{run}/x.csv'", "COPY"),
+    ("EXPORT DATABASE '{run}/dump'", "EXPORT"),
+    ("EXPLAIN ANALYZE COPY (SELECT * FROM src_steps) TO '{part}' (FORMAT parquet)", "EXPLAIN"),
+    ("explain  analyse\n COPY (SELECT 1) TO '{run}/e.parquet'", "EXPLAIN"),
+    ("/* c */ EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", "EXPLAIN"),
+    ("EXPLAIN (FORMAT json) COPY (SELECT 1) TO '{run}/e.parquet'", "EXPLAIN"),
+    # other databases, extensions, settings
+    ("ATTACH '{run}/db.duckdb' AS d", "ATTACH"),
+    ("DETACH memory", "DETACH"),
+    ("INSTALL httpfs", "LOAD"),
+    ("LOAD httpfs", "LOAD"),
+    ("FORCE INSTALL httpfs", "LOAD"),
+    ("PRAGMA enable_profiling", "PRAGMA"),
+    ("SET enable_external_access = true", "SET"),
+    ("RESET lock_configuration", "SET"),
+    ("SET VARIABLE r3v_upto = 99", "SET"),
+    ("SET allowed_directories = ['/']", "SET"),
+    ("CALL pragma_version()", "CALL"),
+    ("CHECKPOINT", "CALL"),
+    ("VACUUM", "VACUUM"),
+    ("BEGIN TRANSACTION", "TRANSACTION"),
+    ("USE memory", "SET"),
+    ("PREPARE p AS SELECT 1", "PREPARE"),
+    # several statements, one of them harmful
+    ("SELECT 1; DROP VIEW samples", "expected one statement"),
+    ("SELECT 1; SELECT 2", "expected one statement"),
+    ("SELECT * FROM query('COPY (SELECT 1) TO ''{run}/q.parquet''')", "single SELECT"),
+    # readers outside the run: files, other runs, globs, URLs
+    ("SELECT * FROM read_text('{tmp}/secret.txt')", "Permission"),
+    ("SELECT * FROM read_blob('{tmp}/secret.txt')", "Permission"),
+    ("SELECT * FROM read_text('{run}/../secret.txt')", "Permission"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "Permission"),
+    ("SELECT * FROM read_csv_auto('/etc/hostname')", "Permission"),
+    ("SELECT * FROM sniff_csv('/etc/passwd')", "Permission"),
+    ("SELECT * FROM read_json('/etc/os-release')", "Permission"),
+    ("SELECT * FROM '/etc/passwd'", ""),
+    ("SELECT * FROM read_parquet('{tmp}/run2/steps/*/*/*.parquet')", "Permission"),
+    ("SELECT * FROM parquet_metadata('{tmp}/run2/steps/iteration=1/step=judge/part-0.parquet')", "Permission"),
+    ("SELECT * FROM glob('/root/*')", "Permission"),
+    ("SELECT * FROM glob('{tmp}/*')", "Permission"),
+    ("SELECT * FROM 'https://example.com/data.parquet'", "Permission"),
+    ("SELECT * FROM read_parquet('s3://bucket/x.parquet')", "Permission"),
+    ("SELECT * FROM duckdb_extensions()", "Permission"),
+    ("SELECT * FROM sqlite_scan('{tmp}/x.db', 't')", ""),
+]
+
+
+@pytest.mark.parametrize(("statement", "says"), HOSTILE, ids=[h[0][:48] for h in HOSTILE])
+def test_sql_refuses_hostile_statement(run_store, statement, says):
+    import duckdb
+
+    store, tmp = run_store
+    sql = statement.format(part=_part(store), run=store.root.resolve(), tmp=tmp.resolve())
+    before = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
+    with pytest.raises((ReadOnlyError, duckdb.Error), match=re.escape(says) if says else None):
+        store.query(sql)
+    assert sorted(p.relative_to(tmp) for p in tmp.rglob("*")) == before  # nothing written anywhere
+    assert store.query("SELECT count(*) AS n FROM src_steps")["n"][0].as_py() == 1  # the run's data intact
+
+
+def test_sql_reads_inside_its_run(run_store):
+    store, _ = run_store
+    assert store.query(f"SELECT count(*) AS n FROM read_parquet('{_part(store)}')")["n"][0].as_py() == 1
+    assert store.query(f"SELECT count(*) AS n FROM glob('{store.root.resolve()}/steps/**')")["n"][0].as_py() == 1
+    assert store.query("EXPLAIN ANALYZE SELECT * FROM metrics").num_rows == 1
+    assert store.query("DESCRIBE samples").num_rows > 5
+    assert store.query("FROM src_steps").num_rows == 1
+
+
+def _readme_queries() -> list[str]:
+    text = README.read_text()
+    section = text[text.index("## Inspect a run with SQL"):]
+    section = section[:section.index("\n## ", 4)]
+    return re.findall(r'^r3v sql runs/\S+ "(.+?)"', section, flags=re.M)
+
+
+def test_readme_queries_keep_working(run_store):
+    store, _ = run_store
+    queries = _readme_queries()
+    assert len(queries) >= 5
+    for q in queries:
+        store.query(q)
+
+
+def test_library_views_are_confined_too(run_store):
+    """The connection the pipeline builds its sets from has the same limits as `r3v sql`."""
+    import duckdb
+
+    store, tmp = run_store
+    con = store.connect()
+    try:
+        with pytest.raises(duckdb.Error, match="Permission"):
+            con.sql(f"SELECT * FROM read_text('{tmp.resolve()}/secret.txt')").fetchall()
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET enable_external_access = true")
+    finally:
+        con.close()
+
+
+def test_truncated_file_fails_only_its_views(run_store):
+    """A truncated Parquet file in a run: the views over its table fail naming the file; the rest work."""
+    store, _ = run_store
+    path = store.write("samples", pa.Table.from_pylist([], schema=_sample_schema()), iteration=1)
+    f = path / "part-0.parquet"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(Exception, match=r"samples: unreadable Parquet file .*part-0\.parquet"):
+        store.query("SELECT count(*) FROM positives")
+    assert store.query("SELECT count(*) AS n FROM src_steps")["n"][0].as_py() == 1
+    assert store.query("SELECT * FROM loss_curves").num_rows == 0  # views over other tables still work
+
+
+def _sample_schema():
+    from r3v.schema import TABLES
+
+    return TABLES["samples"]
+
+
+def test_cli_sql_refusal_is_one_line(run_store, capsys):
+    from r3v.cli import main
+
+    store, tmp = run_store
+    assert main(["sql", str(store.root), f"SELECT * FROM read_text('{tmp}/secret.txt')"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r3v sql: ") and "secret.txt" in err and "Traceback" not in err
