@@ -46,14 +46,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
     cfg = load_config(config, overrides)  # fail fast on a bad config, before Prefect starts
     _prefect_env()
     from flows.iterate import r3v_flow
-    from r3v.run import RunConfigMismatch, RunLocked
 
     print(f"r3v: run {cfg.run_dir} (config hash {cfg.hash()})", flush=True)
-    try:
-        md = r3v_flow(config=config, overrides=overrides)
-    except (RunLocked, RunConfigMismatch) as e:
-        print(f"r3v: {e}", file=sys.stderr)
-        return 2
+    md = r3v_flow(config=config, overrides=overrides)  # a locked or mismatched run: main() says it in one line
     print(md)
     print(f"r3v: results in {cfg.run_dir}/results.md, plot {cfg.run_dir}/accuracy.png")
     print(f"r3v: inspect with: r3v sql {cfg.run_dir} \"SELECT * FROM metrics\"")
@@ -256,6 +251,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="r3v", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a config or input error")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("run", help="run or resume the loop")
     s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
@@ -337,7 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    return ns.fn(ns)
+    from r3v.config import ConfigError
+    from r3v.run import RunLocked
+
+    try:
+        return ns.fn(ns)
+    except (ConfigError, RunLocked) as e:  # the user's to fix: one line, no traceback (--debug: the traceback)
+        if ns.debug:
+            raise
+        print(f"r3v {ns.cmd}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

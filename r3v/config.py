@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -482,6 +483,113 @@ LATE_KEYS = ("train.precision", "rollout.stop", "model.prototype", "model.protot
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 
 
+# -- ranges and cross-field rules, checked when a config is built -----------------------------------------
+
+
+def _ge(lo):
+    return (lambda v: v >= lo), f">= {lo}"
+
+
+def _gt(lo):
+    return (lambda v: v > lo), f"> {lo}"
+
+
+def _within(lo, hi, lo_open=False, hi_open=False):
+    def ok(v):
+        return (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    return ok, f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+RANGES: dict[str, tuple] = {
+    # counts where 0 makes no sense
+    **{k: _ge(1) for k in (
+        "run.torch_threads", "rollout.n", "rollout.max_new_tokens", "rollout.batch_size", "train.lora_r",
+        "train.batch_size", "train.grad_accum", "train.max_length", "train.epochs", "seed.steps", "seed.batch_size",
+        "eval.n", "data.embedded.n_train", "data.embedded.n_test", "data.embedded.min_objects",
+        "data.embedded.image_size", "model.prototype.clusters", "model.prototype.em_steps",
+        "orchestration.workers", "rollout.vllm.tensor_parallel_size", "qar.max_subquestions",
+        "qar.question_max_new_tokens", "qar.answer_max_new_tokens", "sq.ask_max_new_tokens",
+        "model.embedded.image_size", "model.embedded.patch_size", "model.embedded.vision_hidden",
+        "model.embedded.vision_layers", "model.embedded.vision_heads", "model.embedded.text_hidden",
+        "model.embedded.text_layers", "model.embedded.text_heads", "model.embedded.text_intermediate",
+        "model.embedded.vocab_size", "model.embedded.max_positions", "model.embedded.vision_pretrain_batch",
+        "model.embedded.reading_pretrain_batch", "model.embedded.text_pretrain_batch")},
+    # counts where 0 means "none" or "off" (documented at the key)
+    **{k: _ge(0) for k in (
+        "run.iterations", "run.seed", "train.max_steps", "train.vision_lora_r", "train.vision_lora_alpha",
+        "seed.warmup_steps", "eval.max_questions", "orchestration.shard_size", "data.embedded.n_seed",
+        "qar.rollout_n", "rollout.vllm.max_model_len", "rollout.vllm.max_num_seqs",
+        "rollout.vllm.max_num_batched_tokens", "rollout.vllm.max_lora_rank", "model.embedded.vision_pretrain_steps",
+        "model.embedded.reading_pretrain_steps", "model.embedded.text_pretrain_steps", "model.embedded.init_seed",
+        "data.embedded.seed")},
+    # rates and weights
+    **{k: _gt(0) for k in (
+        "train.lr", "seed.lr", "train.lora_alpha", "train.max_grad_norm", "model.embedded.vision_pretrain_lr",
+        "model.embedded.reading_pretrain_lr", "model.embedded.text_pretrain_lr")},
+    **{k: _ge(0) for k in (
+        "train.weight_decay", "seed.weight_decay", "train.lambda_sft", "train.lambda_ref", "train.lambda_sel",
+        "sq.lambda_sq", "judge.relaxed_tolerance", "model.prototype.lr", "rollout.temperature",
+        "sq.ask_temperature")},
+    "rollout.top_p": _within(0, 1, lo_open=True),
+    "sq.ask_top_p": _within(0, 1, lo_open=True),
+    "train.lora_dropout": _within(0, 1, hi_open=True),
+    "train.warmup_ratio": _within(0, 1),
+    "model.prototype.cluster_fraction": _within(0, 1),
+    "rollout.vllm.gpu_memory_utilization": _within(0, 1, lo_open=True),
+}
+"""Range of every numeric key whose range is narrower than its type's: checked when a config is
+built (load_config, config_from_dict), before anything runs; the error names the key."""
+
+
+def _cross_field(cfg: Config) -> list[str]:
+    """Rules over several keys; each message names them."""
+    errors = []
+    emb, tasks = cfg.model.embedded, cfg.data.embedded
+    if tasks.max_objects < tasks.min_objects:
+        errors.append(f"data.embedded.max_objects={tasks.max_objects} must be >= data.embedded.min_objects="
+                      f"{tasks.min_objects}")
+    if emb.image_size % emb.patch_size:
+        errors.append(f"model.embedded.patch_size={emb.patch_size} must divide model.embedded.image_size={emb.image_size}")
+    for part in ("vision", "text"):
+        hidden, heads = getattr(emb, f"{part}_hidden"), getattr(emb, f"{part}_heads")
+        if hidden % heads:
+            errors.append(f"model.embedded.{part}_heads={heads} must divide model.embedded.{part}_hidden={hidden}")
+    if cfg.data.source == "files":
+        for split in ("train_split", "test_split"):
+            if not getattr(cfg.data, split).path:
+                errors.append(f"data.{split}.path is empty (data.source=files needs the train and test splits)")
+    return errors
+
+
+def _run_name_errors(name: str) -> list[str]:
+    """run.name is one plain folder name under run.root (an empty one would write the run into
+    run.root itself, a path would write it elsewhere)."""
+    if not name or name != name.strip() or name in (".", "..") or name.startswith(".") \
+            or any(c in name for c in "/\\") or any(ord(c) < 32 for c in name):
+        return [f"run.name={name!r} must be a plain folder name (not empty, no / or \\, not . or .., "
+                f"not hidden, no surrounding spaces)"]
+    return []
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: Config) -> Config:
+    """Every range (RANGES) and cross-field rule; ConfigError listing each broken one."""
+    errors = []
+    for key, (ok, text) in RANGES.items():
+        value = _get(cfg, key)
+        if not ok(value) or value != value:  # NaN fails every range
+            errors.append(f"{key}={value!r} must be {text}")
+    errors += _run_name_errors(cfg.run.name) + ([] if errors else _cross_field(cfg))  # cross-field: over valid values
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return cfg
+
+
 # -- building from dicts ---------------------------------------------------------------
 
 
@@ -522,6 +630,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -555,7 +665,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value does not parse as YAML "
+                              f"({getattr(e, 'problem', None) or e})") from None
         node = tree
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -582,7 +696,37 @@ def _fix_floats(d: Any, cls: Any) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return _build(Config, _fix_floats(data, Config))
+    return validate(_build(Config, _fix_floats(data, Config)))
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with duplicate keys refused (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        self.flatten_mapping(node)
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error or duplicate key is a ConfigError `file:line:col: message`."""
+    p = Path(path)
+    try:
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)
+        raise ConfigError(f"{where}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -592,10 +736,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = read_yaml(p) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: top level must be a mapping")
         data = loaded
     if overrides:
         data = _merge(data, parse_overrides(overrides))
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None

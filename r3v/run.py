@@ -93,20 +93,63 @@ class Run:
         return f"{self.meta['base_model']}@{json.loads((adapter / 'manifest.json').read_text())['adapter_hash']}"
 
 
+PREPARE_READS = ("data.", "model.")
+"""The config keys the prepare step reads (the questions and the base model)."""
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v) and k not in ("columns", "engine_args"):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_keys(old: Config, new: Config) -> dict[str, tuple]:
+    """{key: (old value, new value)} of the keys that differ and change results (not EXECUTION_KEYS
+    or orchestration.*)."""
+    a, b = _flat(old.to_dict()), _flat(new.to_dict())
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in EXECUTION_KEYS and not k.startswith("orchestration.")
+            and k != "model.cache_dir"}
+
+
 def init_run(cfg: Config) -> Path:
-    """Create the run folder with its frozen config, or check an existing one has the same config."""
+    """Create the run folder with its frozen config, or check an existing one has the same config.
+
+    A run folder keeps the config it was made with, except where nothing computed yet depends on
+    the change: a run with no finished step takes the new config whole (a value fixed after a run
+    failed before producing anything), and a run whose only finished step is `prepare` takes any
+    change outside `data.*` and `model.*` (what prepare read). Otherwise it is RunConfigMismatch."""
     run_dir = cfg.run_dir.resolve()
     path = run_dir / "config.yaml"
     if path.exists():
         old = config_from_dict(yaml.safe_load(path.read_text()))
         if old.hash() != cfg.hash():
-            a, b = old.to_dict(), cfg.to_dict()
-            diff = [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a for k in a[s]
-                    if s != "orchestration" and f"{s}.{k}" not in EXECUTION_KEYS
-                    if a[s][k] != b[s][k]]
-            raise RunConfigMismatch(
-                f"{run_dir} holds a run with another config (hash {old.hash()} != {cfg.hash()}; "
-                f"changed: {'; '.join(diff)}). Use another run.name, or delete the folder to start over.")
+            changed = changed_keys(old, cfg)
+            finished = sorted({(p.parent.name, p.name) for p in (run_dir / "steps").glob("iteration=*/step=*")
+                               if not p.name.startswith(".")}) if (run_dir / "steps").is_dir() else []
+            names = {step.split("=", 1)[1] for _, step in finished}
+            for part in ("train_state", "shards"):  # a half-done training or rollout was made with the old config
+                if (run_dir / part).is_dir() and any((run_dir / part).iterdir()):
+                    names.add(part)
+                    finished.append(("iteration=-", f"step={part}"))
+            blocked = [k for k in changed if names - {"prepare"} or (names and k.startswith(PREPARE_READS))]
+            diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+            if blocked:
+                done_text = ", ".join(f"{it.split('=')[1]}/{st.split('=')[1]}" for it, st in finished)
+                raise RunConfigMismatch(
+                    f"{run_dir} holds a run with another config (hash {old.hash()} != {cfg.hash()}; changed: {diff}), "
+                    f"and steps computed with the old one are finished ({done_text}). Use another run.name, or delete "
+                    f"the folder to start over.")
+            log.warning("%s: nothing finished depends on the changed keys (%s): the run takes the new config",
+                        run_dir, diff)
+            path.write_text(f"# r3v run config, hash {cfg.hash()}. Rerun: r3v run {path}\n" + cfg.to_yaml())
+            Run(run_dir, cfg, Store(run_dir)).update_meta(config_hash=cfg.hash(), config_changed_at=datetime.now(
+                UTC).isoformat())
+            old = cfg
         run = Run(run_dir, old, Store(run_dir))
         if "run_id" not in run.meta:  # a folder made before run ids existed
             run.update_meta(run_id=uuid.uuid4().hex)
@@ -178,17 +221,176 @@ def clean_partials(run_dir: str | Path) -> int:
 # -- step bookkeeping ------------------------------------------------------------------
 
 
-def done(run: Run, iteration: int, step: str) -> dict | None:
+# The store decides what is done: a step is finished only when its record exists, the outputs it
+# names are all there and match what the record saw (files, row counts, sizes), and the records of
+# the steps it read from are the ones it recorded. Anything else is redone, whatever Prefect's cache
+# holds (the tasks' cache keys carry the verified record's digest, tasks/steps.py). A redone step
+# writes a new record, so every step downstream of it fails its check in turn and is redone too.
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _table_outputs(run: Run, table: str, **keys) -> dict | None:
+    """{file: [rows, bytes]} of one partition (or every partition under the keys); None when
+    there is none or a file is unreadable."""
+    import pyarrow.parquet as pq
+
+    from r3v.store import visible_parquet
+
+    files = visible_parquet(run.store.partition(table, **keys))
+    if not files:
+        return None
+    out = {}
+    for f in files:
+        try:
+            out[str(f.relative_to(run.dir))] = [pq.read_metadata(f).num_rows, f.stat().st_size]
+        except (OSError, ValueError):  # truncated or not Parquet (pyarrow's errors are ValueErrors)
+            return None
+    return out
+
+
+def _folder_outputs(path: str | Path | None) -> dict | None:
+    """{file: bytes} of a model or adapter folder's top-level files; None when it is not there."""
+    if not path or not Path(path).is_dir():
+        return None
+    files = {f.name: f.stat().st_size for f in Path(path).iterdir() if f.is_file() and not f.name.startswith(".")}
+    return files or None
+
+
+def _outputs(run: Run, iteration: int, step: str, info: dict) -> dict | None:
+    """What `step` of `iteration` wrote, as found now; None when a part of it is missing."""
+    parts: dict[str, dict | None]
+    if step == "prepare":
+        parts = {"questions": _table_outputs(run, "questions")}
+    elif step == "seed":
+        parts = {"model": _folder_outputs(info.get("base_model"))}
+        if not info.get("skipped"):
+            parts["train_log"] = _table_outputs(run, "train_log", iteration=0)
+    elif step == "sample":
+        parts = {"rollouts": _table_outputs(run, "rollouts", iteration=iteration)}
+    elif step == "judge":
+        parts = {"samples": _table_outputs(run, "samples", iteration=iteration)}
+    elif step == "build_sets":
+        parts = {"sets": _table_outputs(run, "sets", iteration=iteration)}
+    elif step == "train":
+        parts = {"adapter": _folder_outputs(run.dir / "checkpoints" / f"iteration={iteration}"),
+                 "train_log": _table_outputs(run, "train_log", iteration=iteration)}
+    elif step == "evaluate":
+        parts = {t: _table_outputs(run, t, iteration=iteration) for t in ("eval", "eval_metrics")}
+    elif step == "scale":
+        parts = {t: _table_outputs(run, t, iteration=iteration) for t in ("scaling_eval", "scaling")}
+    else:
+        return {}
+    return None if any(v is None for v in parts.values()) else parts
+
+
+def upstream(cfg: Config, iteration: int, step: str) -> list[tuple[int, str]]:
+    """The steps whose outputs `step` of `iteration` reads (the loop's DAG)."""
+    model = [(0, "seed")] if iteration == 0 else [(iteration, "train")]  # M_k
+    return {
+        "prepare": [],
+        "seed": [(0, "prepare")],
+        "sample": [(0, "seed")] if iteration == 1 else [(iteration - 1, "train")],
+        "judge": [(iteration, "sample")],
+        "build_sets": [(j, "judge") for j in range(1, iteration + 1)],
+        "train": [(iteration, "build_sets"), (0, "seed")]
+        + ([(iteration - 1, "train")] if cfg.train.init == "continue" and iteration > 1 else []),
+        "evaluate": model,
+        "scale": model,
+    }.get(step, [])
+
+
+def _raw_record(run: Run, iteration: int, step: str) -> str | None:
     if not run.store.exists("steps", iteration=iteration, step=step):
         return None
-    return json.loads(run.store.read("steps", iteration=iteration, step=step)["info"][0].as_py())
+    try:
+        return run.store.read("steps", iteration=iteration, step=step)["info"][0].as_py()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def check(run: Run, iteration: int, step: str) -> tuple[dict | None, str]:
+    """(the step's facts, "") when it is finished and its outputs are intact, else (None, why)."""
+    raw = _raw_record(run, iteration, step)
+    if raw is None:
+        return None, "no record"
+    info = json.loads(raw)
+    checked = info.pop("check", None)
+    outputs = _outputs(run, iteration, step, info)
+    if outputs is None:
+        return None, "its record is there but some of its outputs are missing or unreadable"
+    if checked is None:  # a record written before records carried their check: its outputs exist
+        return info, ""
+    if digest(outputs) != checked.get("outputs"):
+        return None, "its outputs differ from the ones it recorded"
+    for key, recorded in checked.get("depends", {}).items():
+        it, name = key.split("/", 1)
+        up = _raw_record(run, int(it), name)
+        if up is None or digest(up) != recorded:
+            return None, f"iteration {it} {name}, which it read from, has been redone or is missing"
+    return info, ""
+
+
+def done(run: Run, iteration: int, step: str) -> dict | None:
+    """The facts of a finished step (see `check`), or None: it has to be (re)done."""
+    info, why = check(run, iteration, step)
+    if info is None and why != "no record":
+        log.warning("iteration %d %s: %s; redoing it", iteration, step, why)
+    return info
+
+
+def verified_digest(run_dir: str | Path, iteration: int, step: str) -> str | None:
+    """The digest of a finished, verified step's record (for cache keys); None: not finished."""
+    run = Run.open(run_dir)
+    info, _ = check(run, iteration, step)
+    return None if info is None else digest(_raw_record(run, iteration, step))
+
+
+def shard_done(run: Run, iteration: int, shard: int) -> dict | None:
+    """The record of a finished rollout shard, or None: its record is missing, or its rollouts
+    are missing, unreadable, of another size or sampled by another model than M_{k-1} now."""
+    import pyarrow.parquet as pq
+
+    from r3v.store import visible_parquet
+
+    if not run.store.exists("shards", iteration=iteration, shard=shard):
+        return None
+    rec = run.store.read("shards", iteration=iteration, shard=shard).to_pylist()[0]
+    files = visible_parquet(run.store.partition("rollouts", iteration=iteration, shard=shard))
+    why = ""
+    try:
+        rows = pa.concat_tables([pq.ParquetFile(f).read(columns=["model_ref"]) for f in files]) if files else None
+        if rows is None:
+            why = "its rollouts are missing"
+        elif rows.num_rows != rec["samples"]:
+            why = f"its rollouts hold {rows.num_rows} rows, its record {rec['samples']}"
+        elif rows.num_rows and set(rows["model_ref"].to_pylist()) != {run.model_ref(iteration - 1)}:
+            why = "its rollouts were sampled by another model than the current one"
+    except (OSError, ValueError) as e:  # unreadable file, or the model it was sampled with is gone
+        why = f"it cannot be checked ({e})"
+    if why:
+        log.warning("iteration %d rollout shard %d: %s; redoing it", iteration, shard, why)
+        return None
+    return rec
 
 
 def record(run: Run, iteration: int, step: str, t0: float, info: dict, seconds: float | None = None) -> dict:
-    """Write the step's record (its facts and wall time; `seconds` when given, else since `t0`)."""
+    """Write the step's record (its facts and wall time; `seconds` when given, else since `t0`)
+    after its outputs, with what `check` compares: its outputs' digest and its inputs' records."""
     info = {**info, "seconds": round(time.perf_counter() - t0 if seconds is None else seconds, 2)}
+    outputs = _outputs(run, iteration, step, info)
+    if outputs is None:
+        raise RuntimeError(f"iteration {iteration} {step}: finished but its outputs are not all in {run.dir}")
+    depends = {}
+    for it, name in upstream(run.cfg, iteration, step):
+        raw = _raw_record(run, it, name)
+        if raw is not None:
+            depends[f"{it}/{name}"] = digest(raw)
+    stored = {**info, "check": {"outputs": digest(outputs), "depends": depends}}
     run.store.write("steps", pa.Table.from_pylist([{
-        "seconds": info["seconds"], "finished_at": datetime.now(UTC), "info": json.dumps(info)}],
+        "seconds": info["seconds"], "finished_at": datetime.now(UTC), "info": json.dumps(stored)}],
         schema=pa.schema([("seconds", pa.float64()), ("finished_at", pa.timestamp("us", tz="UTC")),
                           ("info", pa.string())])), iteration=iteration, step=step)
     log.info("iteration %d %s: %s", iteration, step, info)

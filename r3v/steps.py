@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from r3v.run import Run, begin, record
+from r3v.run import Run, begin, record, shard_done
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,9 @@ def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "sample")
     if finished:
         return {"shard": shard, "done_before": True}
-    if run.store.exists("shards", iteration=iteration, shard=shard):
-        return {**run.store.read("shards", iteration=iteration, shard=shard).to_pylist()[0], "done_before": True}
+    rec = shard_done(run, iteration, shard)
+    if rec is not None:
+        return {**rec, "done_before": True}
     from r3v import prompts
     from r3v.rollout import RolloutRequest, sample_seeds, sampling_params
     from r3v.schema import ROLLOUT_SCHEMA, SHARD_SCHEMA

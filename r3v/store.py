@@ -66,7 +66,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
 
 
-def _visible_parquet(base: Path) -> list[Path]:
+def visible_parquet(base: Path) -> list[Path]:
     """Parquet files under `base`, skipping hidden (temporary or replaced) folders."""
     if not base.is_dir():
         return []
@@ -109,13 +109,13 @@ class Store:
         return final
 
     def read(self, table: str, **keys: object) -> pa.Table:
-        files = _visible_parquet(self.partition(table, **keys))
+        files = visible_parquet(self.partition(table, **keys))
         if not files:
             return TABLES[table].empty_table()
         return pa.concat_tables([pq.read_table(f, schema=TABLES[table]) for f in files])
 
     def files(self, table: str) -> list[Path]:
-        return _visible_parquet(self.root / table)
+        return visible_parquet(self.root / table)
 
     # -- SQL ---------------------------------------------------------------------------
     def connect(self, upto: int | None = None, seed: int | None = None) -> duckdb.DuckDBPyConnection:

@@ -1,14 +1,17 @@
 """The loop's steps as Prefect tasks (see tasks/__init__.py).
 
-Cache keys: (run id, config hash, iteration, step, shard). A retried flow run finds the results
-of finished tasks under their keys (they show as Cached); the run id is new for every run folder
-created, so a deleted and recreated run never meets an old result.
+Cache keys: (run id, config hash, iteration, step, shard, the digest of the step's verified record).
+A retried flow run finds the results of finished tasks under their keys (they show as Cached); a
+step whose outputs are missing or changed has no verified record, so its key is new and it runs.
+The run id is new for every run folder created, so a deleted and recreated run never meets an old
+result.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import uuid
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -21,14 +24,24 @@ from prefect.cache_policies import NO_CACHE
 
 from r3v import report as r3v_report
 from r3v import steps
-from r3v.run import run_meta
+from r3v.run import Run, digest, run_meta, shard_done, verified_digest
 
 
 def cache_key(step: str):
+    """The key of a finished step: the run, the config, the step and its verified record's digest.
+    A step the store does not hold as finished (no record, or outputs missing or changed: see
+    r3v/run.py `check`) gets a key no result has, so Prefect runs it whatever its cache holds."""
     def key(_context, p: dict) -> str:
-        meta = run_meta(p["run_dir"])
-        return (f"r3v-{meta['run_id']}-{meta['config_hash']}-it{p.get('iteration', 0)}-{step}"
-                f"-shard{p.get('shard', 'all')}")
+        run_dir, iteration = p["run_dir"], p.get("iteration", 0)
+        meta = run_meta(run_dir)
+        if step == "sample_shard":
+            run = Run.open(run_dir)
+            rec = shard_done(run, iteration, p["shard"])
+            found = None if rec is None else digest(rec)
+        else:
+            found = verified_digest(run_dir, iteration, step)
+        return (f"r3v-{meta['run_id']}-{meta['config_hash']}-it{iteration}-{step}-shard{p.get('shard', 'all')}"
+                f"-{found or 'todo-' + uuid.uuid4().hex}")
     return key
 
 

@@ -186,3 +186,191 @@ def test_cli_sql_refusal_is_one_line(run_store, capsys):
     assert main(["sql", str(store.root), f"SELECT * FROM read_text('{tmp}/secret.txt')"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("r3v sql: ") and "secret.txt" in err and "Traceback" not in err
+
+
+# -- configs: checked at load time, one line, the key named ------------------------------------------------
+
+
+def _bad_value(text: str):
+    """A value just outside a RANGES rule's range (">= 1" -> 0, "> 0" -> 0, "in (0, 1]" -> 0 and 1.5)."""
+    m = re.fullmatch(r">= (\S+)", text)
+    if m:
+        return [int(float(m[1])) - 1]
+    m = re.fullmatch(r"> (\S+)", text)
+    if m:
+        return [float(m[1]), -1.0]
+    m = re.fullmatch(r"in ([\[(])(\S+), (\S+)([\])])", text)
+    lo, hi = float(m[2]), float(m[3])
+    return [lo if m[1] == "(" else lo - 0.5, hi if m[4] == ")" else hi + 0.5]
+
+
+def _range_cases():
+    from r3v.config import RANGES
+
+    from r3v.config import Config, _get
+
+    return [(key, int(v) if isinstance(_get(Config(), key), int) else v)
+            for key, (_, text) in RANGES.items() for v in _bad_value(text)]
+
+
+@pytest.mark.parametrize(("key", "value"), _range_cases(), ids=[f"{k}={v}" for k, v in _range_cases()])
+def test_every_range_rule(key, value):
+    from r3v.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape(f"{key}={value!r}")):
+        load_config(None, [f"{key}={value}"])
+
+
+def test_every_range_key_exists_and_the_defaults_pass():
+    from r3v.config import RANGES, Config, _get, validate
+
+    validate(Config())
+    for key in RANGES:
+        _get(Config(), key)  # AttributeError if a rule names a key that is not there
+
+
+@pytest.mark.parametrize("overrides", [
+    ["data.embedded.min_objects=4", "data.embedded.max_objects=3"],
+    ["model.embedded.patch_size=7"],
+    ["model.embedded.text_heads=3"],
+    ["model.embedded.vision_heads=5"],
+    ["data.source=files"],
+], ids=["objects", "patch", "text_heads", "vision_heads", "files_without_paths"])
+def test_cross_field_rules(overrides):
+    from r3v.config import ConfigError, load_config
+
+    key = overrides[-1].split("=")[0].rsplit(".", 1)[-1] if overrides != ["data.source=files"] else "train_split.path"
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize("name", ["", " x", "x ", ".", "..", "../escape", "a/b", "/abs", ".hidden", "a\\b", "tab\there"])
+def test_run_name_is_a_plain_folder_name(name):
+    from r3v.config import ConfigError
+
+    with pytest.raises(ConfigError, match="run.name"):
+        _load_name(name)
+
+
+def _load_name(name):
+    from r3v.config import config_from_dict
+
+    return config_from_dict({"run": {"name": name}})
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_refused(value):
+    from r3v.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="train.max_grad_norm"):
+        load_config(None, [f"train.max_grad_norm={value}"])
+
+
+def test_yaml_duplicate_key_is_refused_with_its_line(tmp_path):
+    from r3v.config import ConfigError, load_config
+
+    f = tmp_path / "c.yaml"
+    f.write_text("run:\n  name: a\ntrain:\n  lr: 1.0e-3\n  lr: 1.0e-4\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}:5:3: duplicate key 'lr' (first at line 4)")):
+        load_config(f)
+    f.write_text("run:\n  name: a\nrun:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}:3:1: duplicate key 'run'")):
+        load_config(f)
+
+
+def test_yaml_syntax_error_is_file_line_col(tmp_path):
+    from r3v.config import ConfigError, load_config
+
+    f = tmp_path / "c.yaml"
+    f.write_text("run:\n  name: [a\ntrain:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(f))}:\d+:\d+: "):
+        load_config(f)
+    f.write_bytes(b"run:\n  name: \xff\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}: not UTF-8")):
+        load_config(f)
+
+
+def test_range_error_names_the_file(tmp_path):
+    from r3v.config import ConfigError, load_config
+
+    f = tmp_path / "c.yaml"
+    f.write_text("rollout:\n  n: 0\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{f}: rollout.n=0 must be >= 1")):
+        load_config(f)
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "rollout.n=0"], ["run", "train.batch_size=0"], ["run", "train.lr=-1"], ["run", "rollout.temperature=-1"],
+    ["run", "run.iterations=-1"], ["run", "run.name="], ["run", "no.such.key=1"], ["run", "train.lr=[1"],
+    ["experiment", "rollout.top_p=2"], ["build-model", "model.embedded.patch_size=7"],
+])
+def test_cli_config_errors_are_one_line_exit_2(args, capsys):
+    from r3v.cli import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"r3v {args[0]}: ") and "Traceback" not in err
+
+
+def test_cli_debug_shows_the_traceback():
+    from r3v.cli import main
+    from r3v.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["--debug", "run", "rollout.n=0"])
+
+
+# -- a changed config and a run that has produced nothing (yet) --------------------------------------------
+
+
+def _finish(run_dir: Path, step: str) -> None:
+    Store(run_dir).write("steps", _steps_table(), iteration=0, step=step)
+
+
+def test_changed_config_adopted_while_nothing_is_finished(tmp_path):
+    from r3v.config import load_config
+    from r3v.run import Run, init_run
+
+    base = [f"run.root={tmp_path}", "run.name=r"]
+    run_dir = init_run(load_config(None, base + ["train.lr=0.5"]))
+    fixed = load_config(None, base + ["train.lr=1e-4"])
+    assert init_run(fixed) == run_dir  # nothing finished: the fixed value is taken
+    run = Run.open(run_dir)
+    assert run.cfg.train.lr == 1e-4 and run.meta["config_hash"] == fixed.hash()
+
+
+def test_changed_config_after_prepare_only_outside_what_prepare_read(tmp_path):
+    from r3v.config import load_config
+    from r3v.run import Run, RunConfigMismatch, init_run
+
+    base = [f"run.root={tmp_path}", "run.name=r"]
+    run_dir = init_run(load_config(None, base))
+    _finish(run_dir, "prepare")
+    init_run(load_config(None, base + ["seed.lr=3e-3"]))  # the seed stage has not run: taken
+    assert Run.open(run_dir).cfg.seed.lr == 3e-3
+    with pytest.raises(RunConfigMismatch, match=r"data.embedded.n_train: 800 -> 801.*0/prepare"):
+        init_run(load_config(None, base + ["seed.lr=3e-3", "data.embedded.n_train=801"]))
+
+
+def test_changed_config_refused_once_a_result_depends_on_it(tmp_path):
+    from r3v.config import load_config
+    from r3v.run import RunConfigMismatch, init_run
+
+    base = [f"run.root={tmp_path}", "run.name=r"]
+    run_dir = init_run(load_config(None, base))
+    _finish(run_dir, "prepare")
+    _finish(run_dir, "seed")
+    with pytest.raises(RunConfigMismatch, match=r"train.lr: 0.001 -> 0.0001"):
+        init_run(load_config(None, base + ["train.lr=1e-4"]))
+    init_run(load_config(None, base + ["run.torch_threads=1", "orchestration.shard_size=3"]))  # execution keys: fine
+
+
+def test_changed_config_refused_with_a_half_done_training(tmp_path):
+    from r3v.config import load_config
+    from r3v.run import RunConfigMismatch, init_run
+
+    base = [f"run.root={tmp_path}", "run.name=r"]
+    run_dir = init_run(load_config(None, base))
+    (run_dir / "train_state" / "seed").mkdir(parents=True)
+    with pytest.raises(RunConfigMismatch, match="train_state"):
+        init_run(load_config(None, base + ["seed.lr=3e-3"]))
