@@ -45,6 +45,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
     cfg = load_config(config, overrides)  # fail fast on a bad config, before Prefect starts
     _prefect_env()
+    _watchdog()
     from flows.iterate import r3v_flow
 
     print(f"r3v: run {cfg.run_dir} (config hash {cfg.hash()})", flush=True)
@@ -95,6 +96,14 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "r3v")
 
 
+def _watchdog() -> None:
+    """A killed run leaves no orphan: Prefect's temporary server and training workers are stopped
+    when this process ends, however it ends (r3v/watchdog.py)."""
+    from r3v import watchdog
+
+    watchdog.start()
+
+
 def cmd_experiment(ns: argparse.Namespace) -> int:
     config, overrides = _split(ns.args)
     from r3v.config import load_config
@@ -112,6 +121,7 @@ def cmd_experiment(ns: argparse.Namespace) -> int:
     if bad:
         raise SystemExit(f"r3v experiment: unknown arms {bad} (known: {', '.join(ARMS)})")
     _prefect_env()
+    _watchdog()
     from flows.experiment import experiment_flow
 
     exp_dir = experiment_dir(cfg, ns.name)

@@ -192,6 +192,13 @@ class DataConfig:
     test_split: SourceConfig = field(default_factory=SourceConfig)
     skip_bad_rows: bool = False
     """Count and report bad rows instead of failing on the first one."""
+    max_image_pixels: int = 89_478_485
+    """An image of more pixels (width x height) is a bad row, named, not decoded (the default is
+    Pillow's own decompression-bomb warning limit; a 400-megapixel PNG would take gigabytes)."""
+    allow_split_overlap: bool = False
+    """Accept an id that is in two splits (the same question trained on and tested: leakage). Off,
+    it is a bad row of the split that is not the test split (of train, when it is in seed and
+    train): the test split is kept whole, so it stays comparable with the benchmark's own."""
 
 
 @dataclass(frozen=True)
@@ -479,7 +486,8 @@ EXECUTION_KEYS = ("run.name", "run.root", "run.torch_threads", "run.device", "tr
 
 LATE_KEYS = ("train.precision", "rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
              "train.vision_lora_alpha", "sq", "qar", "eval.strategy", "judge.shuffle_labels", "judge.relaxed_generic",
-             "data.embedded.seed_levels", "data.embedded.train_levels", "data.embedded.test_levels")
+             "data.embedded.seed_levels", "data.embedded.train_levels", "data.embedded.test_levels",
+             "data.max_image_pixels", "data.allow_split_overlap")
 """Config keys introduced after the first runs: left out of the hash at their default value."""
 
 
@@ -513,7 +521,7 @@ RANGES: dict[str, tuple] = {
         "model.embedded.vision_layers", "model.embedded.vision_heads", "model.embedded.text_hidden",
         "model.embedded.text_layers", "model.embedded.text_heads", "model.embedded.text_intermediate",
         "model.embedded.vocab_size", "model.embedded.max_positions", "model.embedded.vision_pretrain_batch",
-        "model.embedded.reading_pretrain_batch", "model.embedded.text_pretrain_batch")},
+        "model.embedded.reading_pretrain_batch", "model.embedded.text_pretrain_batch", "data.max_image_pixels")},
     # counts where 0 means "none" or "off" (documented at the key)
     **{k: _ge(0) for k in (
         "run.iterations", "run.seed", "train.max_steps", "train.vision_lora_r", "train.vision_lora_alpha",

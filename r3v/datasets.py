@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,15 +69,39 @@ class BadRowReport:
 # -- reading raw records ---------------------------------------------------------------
 
 
+class BadFileError(BadRowError):
+    """A whole source file cannot be read (truncated, not the format it claims); names the file."""
+
+
 def _records_parquet(path: Path) -> Iterator[dict]:
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=256):
-        yield from batch.to_pylist()
+    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    for f in files:
+        try:
+            pf = pq.ParquetFile(f)
+            batches = pf.iter_batches(batch_size=256)
+            for batch in batches:
+                yield from batch.to_pylist()
+        except (OSError, pa.ArrowException) as e:  # a truncated file, or a column Arrow cannot read
+            raise BadFileError(f"{f}: unreadable Parquet file: {e}") from None
 
 
 def _records_jsonl(path: Path) -> Iterator[dict]:
-    with path.open() as f:
-        for i, line in enumerate(f):
+    """One record per line of UTF-8 JSON (a byte-order mark at the start is accepted); a line that
+    is not UTF-8, not JSON or not an object is a bad record naming its line."""
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise BadFileError(f"{path}: cannot be read: {e}") from None
+    with f:
+        for i, raw in enumerate(f):
+            if i == 0 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield {"__error__": f"line {i + 1} is not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                    f"save the file as UTF-8"}
+                continue
             if not line.strip():
                 continue
             try:
@@ -109,8 +134,40 @@ READERS = {"parquet": _records_parquet, "jsonl": _records_jsonl, "hf": _records_
 # -- validation ------------------------------------------------------------------------
 
 
-def _image_bytes(value: Any, base: Path) -> tuple[bytes, str | None]:
-    """Bytes of an image given as bytes, {bytes, path} or a path; raises ValueError with a reason."""
+def _inside(path: Path, base: Path) -> Path:
+    """`path` (relative to `base`, or absolute) resolved, symlinks followed; ValueError when it
+    resolves outside `base` (`../../x.png`, an absolute path elsewhere, a link pointing out)."""
+    resolved = (base / path).resolve()
+    root = base.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ValueError(f"image path {str(path)!r} resolves outside the image folder {root} (to {resolved}); "
+                         f"put the images under it or set image_dir")
+    return resolved
+
+
+def _check_pixels(data: bytes, path: str | None, max_pixels: int) -> None:
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    where = f" {path}" if path else ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ValueError(f"image{where} is {w}x{h} = {w * h} pixels, over data.max_image_pixels={max_pixels}")
+                im.verify()
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image{where} is over data.max_image_pixels={max_pixels}: {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"corrupt image{where}: {e}") from None
+
+
+def _image_bytes(value: Any, base: Path, max_pixels: int = 89_478_485) -> tuple[bytes, str | None]:
+    """Bytes of an image given as bytes, {bytes, path} or a path under `base`; raises ValueError
+    with a reason (missing, outside `base`, over `max_pixels`, corrupt)."""
     path = None
     if isinstance(value, dict):
         data, path = value.get("bytes"), value.get("path")
@@ -125,22 +182,28 @@ def _image_bytes(value: Any, base: Path) -> tuple[bytes, str | None]:
     if not data:
         if not path:
             raise ValueError("missing image")
-        p = Path(path) if Path(path).is_absolute() else base / path
+        p = _inside(Path(path), base)
         if not p.is_file():
-            raise ValueError(f"image file not found: {p}")
+            raise ValueError(f"image file not found: {base / path}")
         data = p.read_bytes()
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"corrupt image{f' {path}' if path else ''}: {e}") from None
+    _check_pixels(data, path, max_pixels)
     return data, path
 
 
+def _scalar_text(value: Any, what: str) -> str:
+    """A scalar answer as text; lists, mappings, booleans, NaN and infinities are refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} is a boolean ({value}); give it as text (e.g. \"yes\")")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} is {value} (not a number a judge can compare)")
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"{what} is a {type(value).__name__}, not a single value")
+    return str(value)
+
+
 def canonical_rows(records: Iterable[dict], file: str, split: str, base: Path, columns: dict[str, str],
-                   skip_bad_rows: bool, report: BadRowReport, seen: set[str] | None = None) -> list[dict]:
+                   skip_bad_rows: bool, report: BadRowReport, seen: set[str] | None = None,
+                   max_pixels: int = 89_478_485) -> list[dict]:
     """Validate and map raw records to canonical rows; bad rows raise or are reported."""
     seen = set() if seen is None else seen
     out = []
@@ -148,26 +211,35 @@ def canonical_rows(records: Iterable[dict], file: str, split: str, base: Path, c
     for i, rec in enumerate(records):
         report.total += 1
         rid = rec.get(col["id"])
-        rid = None if rid is None else str(rid)
+        rid = None if rid is None or isinstance(rid, list | dict | bool) else str(rid)
         try:
             if "__error__" in rec:
                 raise ValueError(rec["__error__"])
             if not rid:
-                raise ValueError(f"missing id (column {col['id']!r})")
+                raise ValueError(f"missing id (column {col['id']!r})" if rec.get(col["id"]) is None
+                                 else f"id is a {type(rec.get(col['id'])).__name__}, not a single value")
             if rid in seen:
                 raise ValueError("duplicate id")
             question = rec.get(col["question"])
+            if question is not None and not isinstance(question, str):
+                raise ValueError(f"question is a {type(question).__name__}, not text (column {col['question']!r})")
             if not isinstance(question, str) or not question.strip():
                 raise ValueError(f"empty question (column {col['question']!r})")
             answer = rec.get(col["answer"])
-            if answer is None or str(answer).strip() == "":
+            if answer is None or (isinstance(answer, str) and not answer.strip()):
                 raise ValueError(f"missing answer (column {col['answer']!r})")
-            data, path = _image_bytes(rec.get(col["image"]), base)
+            answer = _scalar_text(answer, f"answer (column {col['answer']!r})").strip()
+            data, path = _image_bytes(rec.get(col["image"]), base, max_pixels)
             choices = rec.get(col["choices"])
             if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
                 raise ValueError("choices must be a list of strings")
+            rationale = rec.get(col["rationale"])
+            if rationale is not None and not isinstance(rationale, str):
+                raise ValueError(f"rationale is a {type(rationale).__name__}, not text (column {col['rationale']!r})")
             meta = rec.get(col["metadata"])
-            meta = meta if isinstance(meta, str) or meta is None else json.dumps(meta)
+            if meta is not None and not isinstance(meta, str | dict):
+                raise ValueError(f"metadata is a {type(meta).__name__}, not a JSON object or text")
+            meta = meta if isinstance(meta, str) or meta is None else json.dumps(meta, default=str)
         except ValueError as e:
             bad = BadRow(file, i, rid, str(e))
             if not skip_bad_rows:
@@ -176,8 +248,8 @@ def canonical_rows(records: Iterable[dict], file: str, split: str, base: Path, c
             continue
         seen.add(rid)
         out.append({"id": rid, "image": {"bytes": data, "path": path}, "question": question,
-                    "answer": str(answer).strip(), "choices": choices or None,
-                    "rationale": rec.get(col["rationale"]), "metadata": meta or "{}", "split": split})
+                    "answer": answer, "choices": choices or None,
+                    "rationale": rationale, "metadata": meta or "{}", "split": split})
         report.kept += 1
     return out
 
@@ -186,17 +258,18 @@ def to_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=QUESTION_SCHEMA)
 
 
-def load_source(src: SourceConfig, split: str, skip_bad_rows: bool = False) -> tuple[pa.Table, BadRowReport]:
+def load_source(src: SourceConfig, split: str, skip_bad_rows: bool = False,
+                max_pixels: int = 89_478_485) -> tuple[pa.Table, BadRowReport]:
     """Read one split from files into the canonical table."""
     path = Path(src.path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data.{split}_split.path: {path} does not exist")
     return read_source(path, src.format, split, Path(src.image_dir).expanduser() if src.image_dir else None,
-                       src.columns, skip_bad_rows)
+                       src.columns, skip_bad_rows, max_pixels)
 
 
 def read_source(path: Path, fmt: str, split: str, image_dir: Path | None = None, columns: dict[str, str] | None = None,
-                skip_bad_rows: bool = False) -> tuple[pa.Table, BadRowReport]:
+                skip_bad_rows: bool = False, max_pixels: int = 89_478_485) -> tuple[pa.Table, BadRowReport]:
     """Read one file (or folder) of format `fmt` into the canonical table, validating every row."""
     from r3v import benchmarks
 
@@ -209,7 +282,8 @@ def read_source(path: Path, fmt: str, split: str, image_dir: Path | None = None,
     else:
         raise ValueError(f"{path}: unknown format {fmt!r} (one of {sorted(READERS) + list(benchmarks.FORMATS)})")
     report = BadRowReport()
-    rows = canonical_rows(records, str(path), split, image_dir or default_base, columns or {}, skip_bad_rows, report)
+    rows = canonical_rows(records, str(path), split, image_dir or default_base, columns or {}, skip_bad_rows, report,
+                          max_pixels=max_pixels)
     return to_table(rows), report
 
 
@@ -230,8 +304,36 @@ def load_splits(cfg: DataConfig) -> dict[str, tuple[pa.Table, BadRowReport]]:
             if split == "seed":
                 continue  # a run may start from a model that already reasons
             raise ValueError(f"data.{split}_split.path is required when data.source=files")
-        out[split] = load_source(src, split, cfg.skip_bad_rows)
-    return out
+        out[split] = load_source(src, split, cfg.skip_bad_rows, cfg.max_image_pixels)
+    return out if cfg.allow_split_overlap else _without_overlap(out, cfg)
+
+
+def _without_overlap(splits: dict[str, tuple[pa.Table, BadRowReport]], cfg: DataConfig) -> dict:
+    """An id in two splits is leakage: a bad row of the split that is not kept whole (test over
+    seed over train), raised, or with skip_bad_rows reported and dropped there."""
+    owner: dict[str, str] = {}
+    out = {}
+    for split in ("test", "seed", "train"):
+        if split not in splits:
+            continue
+        table, report = splits[split]
+        src = getattr(cfg, f"{split}_split")
+        ids = table.column("id").to_pylist()
+        keep = []
+        for i, rid in enumerate(ids):
+            if rid in owner:
+                bad = BadRow(src.path, i, rid, f"id also in the {owner[rid]} split ({getattr(cfg, owner[rid] + '_split').path}): "
+                                               f"the same question in two splits is leakage "
+                                               f"(data.allow_split_overlap: true accepts it)")
+                if not cfg.skip_bad_rows:
+                    raise BadRowError(str(bad))
+                report.bad.append(bad)
+                report.kept -= 1
+            else:
+                keep.append(i)
+        owner.update({rid: split for rid in ids if rid not in owner})
+        out[split] = (table.take(pa.array(keep, pa.int64())) if len(keep) != len(ids) else table, report)
+    return {s: out[s] for s in splits}
 
 
 # -- inspecting a source -----------------------------------------------------------------

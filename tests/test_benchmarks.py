@@ -268,7 +268,7 @@ def test_a_run_config_reads_benchmark_splits(tmp_path):
 
     path = _tabmwp(tmp_path)
     chart = _chartqa(tmp_path)
-    cfg = load_config(overrides=["data.source=files", "data.skip_bad_rows=true",
+    cfg = load_config(overrides=["data.source=files", "data.skip_bad_rows=true", "data.allow_split_overlap=true",
                                  f"data.seed_split.path={path}", "data.seed_split.format=tabmwp",
                                  f"data.train_split.path={chart}", "data.train_split.format=chartqa",
                                  f"data.test_split.path={path}", "data.test_split.format=tabmwp"])

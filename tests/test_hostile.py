@@ -205,9 +205,7 @@ def _bad_value(text: str):
 
 
 def _range_cases():
-    from r3v.config import RANGES
-
-    from r3v.config import Config, _get
+    from r3v.config import RANGES, Config, _get
 
     return [(key, int(v) if isinstance(_get(Config(), key), int) else v)
             for key, (_, text) in RANGES.items() for v in _bad_value(text)]
@@ -374,3 +372,207 @@ def test_changed_config_refused_with_a_half_done_training(tmp_path):
     (run_dir / "train_state" / "seed").mkdir(parents=True)
     with pytest.raises(RunConfigMismatch, match="train_state"):
         init_run(load_config(None, base + ["seed.lr=3e-3"]))
+
+
+# -- bad records: named (file, row or line, id, reason), skippable with skip_bad_rows -----------------------
+
+
+def _png(size=(8, 8)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _huge_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width x height (a decompression bomb's shape), a few bytes long."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    (d / "img").mkdir(parents=True)
+    (d / "img" / "a.png").write_bytes(_png())
+    (d / "img" / "bomb.png").write_bytes(_huge_png(20000, 20000))  # 400 megapixels
+    (tmp_path / "outside.png").write_bytes(_png())
+    (d / "img" / "link.png").symlink_to(tmp_path / "outside.png")
+    return d
+
+
+def _row(i, **kw):
+    return {"id": f"q{i}", "image": "img/a.png", "question": "How many?", "answer": "3", **kw}
+
+
+def _write_jsonl(path: Path, rows, raw_lines: dict[int, bytes] | None = None, bom: bool = False) -> Path:
+    import json
+
+    lines = [json.dumps(r).encode() for r in rows]
+    for i, raw in (raw_lines or {}).items():
+        lines[i] = raw
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
+    return path
+
+
+def _load(path: Path, fmt="jsonl", skip=False, **kw):
+    from r3v.config import SourceConfig
+    from r3v.datasets import load_source
+
+    return load_source(SourceConfig(path=str(path), format=fmt), "train", skip_bad_rows=skip, **kw)
+
+
+BAD_RECORDS = [  # (row 1 of three: what it holds, what the error says)
+    ({"image": "img/bomb.png"}, "over data.max_image_pixels"),  # 400 megapixels: refused, never decoded
+    ({"image": "../outside.png"}, "resolves outside the image folder"),
+    ({"image": "img/link.png"}, "resolves outside the image folder"),  # a symlink pointing out
+    ({"image": "ABSOLUTE"}, "resolves outside the image folder"),
+    ({"answer": [1, 2]}, "answer (column 'answer') is a list"),
+    ({"answer": {"v": 1}}, "answer (column 'answer') is a dict"),
+    ({"answer": True}, "is a boolean"),
+    ({"answer": float("nan")}, "is nan"),
+    ({"answer": float("inf")}, "is inf"),
+    ({"id": [1]}, "id is a list"),
+    ({"question": 7}, "question is a int"),
+    ({"rationale": 5}, "rationale is a int"),
+    ({"metadata": [1]}, "metadata is a list"),
+]
+
+
+@pytest.mark.parametrize(("bad", "says"), BAD_RECORDS, ids=[s[:40] for _, s in BAD_RECORDS])
+def test_bad_record_named_and_skippable(data_dir, bad, says):
+    from r3v.datasets import BadRowError
+
+    if bad.get("image") == "ABSOLUTE":
+        bad = {"image": str(data_dir.parent / "outside.png")}
+    f = _write_jsonl(data_dir / "d.jsonl", [_row(0), _row(1, **bad), _row(2)])
+    with pytest.raises(BadRowError, match=re.escape(says)) as e:
+        _load(f)
+    assert f"{f}: row 1" in str(e.value)
+    table, report = _load(f, skip=True)
+    assert table["id"].to_pylist() == ["q0", "q2"] and report.kept == 2 and report.bad[0].row == 1
+
+
+def test_jsonl_bom_accepted_other_encodings_named(data_dir):
+    f = _write_jsonl(data_dir / "bom.jsonl", [_row(0), _row(1)], bom=True)
+    assert _load(f)[0]["id"].to_pylist() == ["q0", "q1"]  # the first row is not lost to the BOM
+    latin1 = '{"id": "q1", "image": "img/a.png", "question": "Caf\xe9?", "answer": "3"}'.encode("latin-1")
+    f = _write_jsonl(data_dir / "latin1.jsonl", [_row(0), _row(1), _row(2)], raw_lines={1: latin1})
+    from r3v.datasets import BadRowError
+
+    with pytest.raises(BadRowError, match=r"row 1 .*line 2 is not UTF-8 \(byte 0xe9 at column \d+\)"):
+        _load(f)
+    assert _load(f, skip=True)[0]["id"].to_pylist() == ["q0", "q2"]
+
+
+def test_pixel_limit_is_configurable(data_dir):
+    from r3v.datasets import BadRowError
+
+    f = _write_jsonl(data_dir / "d.jsonl", [_row(0)])
+    assert _load(f)[1].kept == 1
+    with pytest.raises(BadRowError, match=r"8x8 = 64 pixels, over data.max_image_pixels=63"):
+        _load(f, max_pixels=63)
+
+
+def test_parquet_wrong_types_and_truncated_file_are_named(data_dir):
+    import pyarrow.parquet as pq
+
+    from r3v.datasets import BadFileError, BadRowError
+
+    png = (data_dir / "img" / "a.png").read_bytes()
+    t = pa.table({"id": ["a", "b"], "image": [png, png], "question": ["q?", "q?"],
+                  "answer": pa.array([["1"], ["2", "3"]], pa.list_(pa.string()))})
+    f = data_dir / "lists.parquet"
+    pq.write_table(t, f)
+    with pytest.raises(BadRowError, match=re.escape(f"{f}: row 0 (id='a'): answer (column 'answer') is a list")):
+        _load(f, fmt="parquet")
+    t = pa.table({"id": ["a", "b"], "image": [png, png], "question": ["q?", "q?"], "answer": ["1", "2"]})
+    pq.write_table(t, f)
+    f.write_bytes(f.read_bytes()[:-40])
+    with pytest.raises(BadFileError, match=re.escape(f"{f}: unreadable Parquet file")):
+        _load(f, fmt="parquet", skip=True)  # a whole file is not a row to skip: it is named and stops the run
+
+
+def _files_config(tmp_path, train: Path, test: Path, *extra):
+    from r3v.config import load_config
+
+    return load_config(None, [f"run.root={tmp_path}", "data.source=files", f"data.train_split.path={train}",
+                              "data.train_split.format=jsonl", f"data.test_split.path={test}",
+                              "data.test_split.format=jsonl", *extra]).data
+
+
+def test_id_in_two_splits_is_leakage(data_dir, tmp_path):
+    from r3v.datasets import BadRowError, load_splits
+
+    train = _write_jsonl(data_dir / "train.jsonl", [_row(0), _row(1), _row(2)])
+    test = _write_jsonl(data_dir / "test.jsonl", [_row(1), _row(9)])
+    with pytest.raises(BadRowError, match=r"train\.jsonl: row 1 \(id='q1'\): id also in the test split"):
+        load_splits(_files_config(tmp_path, train, test))
+    splits = load_splits(_files_config(tmp_path, train, test, "data.skip_bad_rows=true"))
+    assert splits["train"][0]["id"].to_pylist() == ["q0", "q2"]  # dropped from train: the test split stays whole
+    assert splits["test"][0]["id"].to_pylist() == ["q1", "q9"]
+    assert splits["train"][1].kept == 2 and len(splits["train"][1].bad) == 1
+    same = load_splits(_files_config(tmp_path, test, test, "data.allow_split_overlap=true"))  # one file twice: allowed
+    assert same["train"][0].num_rows == same["test"][0].num_rows == 2
+
+
+def test_data_inspect_reports_every_kind(data_dir):
+    from r3v.datasets import inspect_source
+
+    bad = [_row(1, image="img/bomb.png"), _row(2, image="../outside.png"), _row(3, answer=[1]),
+           _row(4, answer=True), _row(5, question=3)]
+    latin1 = '{"id": "q6", "question": "\xe9"}'.encode("latin-1")
+    f = _write_jsonl(data_dir / "d.jsonl", [_row(0), *bad, _row(6)], raw_lines={6: latin1}, bom=True)
+    text, report = inspect_source(f)
+    assert report.kept == 1 and len(report.bad) == 6
+    for says in ("over data.max_image_pixels", "resolves outside the image folder", "is a list", "is a boolean",
+                 "question is a int", "line 7 is not UTF-8"):
+        assert says in text
+
+
+# -- a SIGKILLed run leaves no orphaned process ---------------------------------------------------------
+
+
+def test_watchdog_stops_what_a_killed_process_started(tmp_path):
+    """A parent that starts a server-like child (ignoring SIGTERM, like a busy process) and a
+    grandchild, then is SIGKILLed: the watchdog stops both."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from r3v.watchdog import _stat
+
+    pids = tmp_path / "pids"
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import os, subprocess, sys, time
+from r3v import watchdog
+watchdog.start()
+a = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+b = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); open({str(pids)!r} + '.c', 'w').write(str(c.pid)); time.sleep(600)"])
+time.sleep(1.5)
+open({str(pids)!r}, 'w').write(f"{{a.pid}} {{b.pid}}")
+time.sleep(600)
+"""])
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and Path(f"{pids}.c").exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    children = [int(x) for x in pids.read_text().split()] + [int(Path(f"{pids}.c").read_text())]
+    assert all(_stat(p) is not None for p in children)
+    time.sleep(1.0)  # the watchdog has seen them
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_stat(p) is not None for p in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in children if _stat(p) is not None] == []  # SIGTERM, then SIGKILL for the one ignoring it
