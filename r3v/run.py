@@ -233,8 +233,10 @@ def digest(obj) -> str:
 
 
 def _table_outputs(run: Run, table: str, **keys) -> dict | None:
-    """{file: [rows, bytes]} of one partition (or every partition under the keys); None when
-    there is none or a file is unreadable."""
+    """{file: [rows, content hash]} of one partition (or every partition under the keys); None
+    when there is none or a file is unreadable. (Parquet partitions are hashed whole: a few
+    hundred MB a second; model folders are compared by their files' sizes, and an adapter's
+    content by the adapter hash in its manifest.)"""
     import pyarrow.parquet as pq
 
     from r3v.store import visible_parquet
@@ -245,17 +247,26 @@ def _table_outputs(run: Run, table: str, **keys) -> dict | None:
     out = {}
     for f in files:
         try:
-            out[str(f.relative_to(run.dir))] = [pq.read_metadata(f).num_rows, f.stat().st_size]
+            with f.open("rb") as fh:
+                content = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+            out[str(f.relative_to(run.dir))] = [pq.read_metadata(f).num_rows, content]
         except (OSError, ValueError):  # truncated or not Parquet (pyarrow's errors are ValueErrors)
             return None
     return out
 
 
 def _folder_outputs(path: str | Path | None) -> dict | None:
-    """{file: bytes} of a model or adapter folder's top-level files; None when it is not there."""
+    """{file: bytes} of a model or adapter folder's top-level files (and an adapter's content
+    hash from its manifest); None when it is not there."""
     if not path or not Path(path).is_dir():
         return None
-    files = {f.name: f.stat().st_size for f in Path(path).iterdir() if f.is_file() and not f.name.startswith(".")}
+    files: dict = {f.name: f.stat().st_size for f in Path(path).iterdir() if f.is_file() and not f.name.startswith(".")}
+    manifest = Path(path) / "manifest.json"
+    if manifest.is_file():
+        try:
+            files["adapter_hash"] = json.loads(manifest.read_text()).get("adapter_hash")
+        except ValueError:
+            return None
     return files or None
 
 

@@ -1,17 +1,19 @@
 """The loop's steps as Prefect tasks (see tasks/__init__.py).
 
-Cache keys: (run id, config hash, iteration, step, shard, the digest of the step's verified record).
-A retried flow run finds the results of finished tasks under their keys (they show as Cached); a
-step whose outputs are missing or changed has no verified record, so its key is new and it runs.
+Cache keys: (run id, config hash, iteration, step, shard, generation; see cache_key). A retried
+flow run finds the results of finished tasks under their keys (they show as Cached); a step the
+store does not hold as finished (outputs missing or changed) gets a new generation and runs.
 The run id is new for every run folder created, so a deleted and recreated run never meets an old
 result.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -24,24 +26,40 @@ from prefect.cache_policies import NO_CACHE
 
 from r3v import report as r3v_report
 from r3v import steps
-from r3v.run import Run, digest, run_meta, shard_done, verified_digest
+from r3v.run import Run, run_meta, shard_done, verified_digest
+
+
+def _generation(run_dir: str, name: str, finished: bool) -> int:
+    """How many times the step's work has been found undone after a key was issued for it: the
+    same number while it stays finished, one more whenever it must run again. Kept per task in
+    `<run>/cache_keys/` (one small file each, so parallel shard tasks never write the same one)."""
+    f = Path(run_dir) / "cache_keys" / name
+    issued = int(f.read_text()) if f.is_file() else None
+    if finished:
+        return issued or 0
+    generation = 0 if issued is None else issued + 1
+    f.parent.mkdir(exist_ok=True)
+    tmp = f.with_name(f".{f.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(str(generation))
+    os.replace(tmp, f)
+    return generation
 
 
 def cache_key(step: str):
-    """The key of a finished step: the run, the config, the step and its verified record's digest.
-    A step the store does not hold as finished (no record, or outputs missing or changed: see
-    r3v/run.py `check`) gets a key no result has, so Prefect runs it whatever its cache holds."""
+    """`r3v-<run id>-<config hash>-it<k>-<step>-shard<j|all>-g<generation>`. A step the store holds
+    as finished (r3v/run.py `check`: record, outputs and inputs intact) keeps the generation its
+    result was stored under, so a retry finds it Cached; a step that is not finished (never run,
+    killed, or its outputs or record deleted since) gets the next generation, a key no stored
+    result has, so Prefect runs it whatever its cache holds."""
     def key(_context, p: dict) -> str:
         run_dir, iteration = p["run_dir"], p.get("iteration", 0)
         meta = run_meta(run_dir)
         if step == "sample_shard":
-            run = Run.open(run_dir)
-            rec = shard_done(run, iteration, p["shard"])
-            found = None if rec is None else digest(rec)
+            finished = shard_done(Run.open(run_dir), iteration, p["shard"]) is not None
         else:
-            found = verified_digest(run_dir, iteration, step)
-        return (f"r3v-{meta['run_id']}-{meta['config_hash']}-it{iteration}-{step}-shard{p.get('shard', 'all')}"
-                f"-{found or 'todo-' + uuid.uuid4().hex}")
+            finished = verified_digest(run_dir, iteration, step) is not None
+        name = f"it{iteration}-{step}-shard{p.get('shard', 'all')}"
+        return f"r3v-{meta['run_id']}-{meta['config_hash']}-{name}-g{_generation(run_dir, name, finished)}"
     return key
 
 

@@ -17,7 +17,6 @@ import yaml
 
 from r3v.config import load_config
 from r3v.run import RunLocked, clean_partials, init_run, run_lock, run_meta
-from r3v.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,17 +95,19 @@ def test_cache_keys_name_run_config_iteration_step_and_shard(tmp_path):
     run_dir = _run_with_questions(tmp_path, 2)
     meta = run_meta(run_dir)
     key = cache_key("sample_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5})
-    assert key.startswith(f"r3v-{meta['run_id']}-{meta['config_hash']}-it2-sample_shard-shard5-todo-")
-    # a step the store does not hold as finished gets a key no earlier attempt had: it runs
-    assert key != cache_key("sample_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5})
-    assert "-it0-seed-shardall-todo-" in cache_key("seed")(None, {"run_dir": run_dir})
-    # a finished step's key is its verified record's digest: the same on every retry
-    from r3v.run import Run, digest, record
+    assert key == f"r3v-{meta['run_id']}-{meta['config_hash']}-it2-sample_shard-shard5-g0"
+    # a step that is still not finished when asked again (killed, or never ran) gets a new key
+    assert cache_key("sample_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5}).endswith("-g1")
+    assert cache_key("prepare")(None, {"run_dir": run_dir}).endswith("-it0-prepare-shardall-g0")
+    # once finished, the key its result was stored under stays: a retry finds it Cached
+    from r3v.run import Run, record
 
     record(Run.open(run_dir), 0, "prepare", 0.0, {"questions": 2})
     done_key = cache_key("prepare")(None, {"run_dir": run_dir})
-    assert done_key == cache_key("prepare")(None, {"run_dir": run_dir}) and "todo" not in done_key
-    assert done_key.endswith(digest(Store(run_dir).read("steps", iteration=0, step="prepare")["info"][0].as_py()))
+    assert done_key.endswith("-g0") and cache_key("prepare")(None, {"run_dir": run_dir}) == done_key
+    # its outputs deleted: not finished, so the next generation, whatever Prefect stored under g0
+    shutil.rmtree(Path(run_dir) / "questions")
+    assert cache_key("prepare")(None, {"run_dir": run_dir}).endswith("-g1")
     # a recreated folder is a new run: its keys never meet the old run's results
     shutil.rmtree(run_dir)
     run_dir = _run_with_questions(tmp_path, 2)
