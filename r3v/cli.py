@@ -231,7 +231,7 @@ def cmd_data_inspect(ns: argparse.Namespace) -> int:
 
     columns = dict(kv.split("=", 1) for kv in ns.column or [])
     try:
-        text, report = inspect_source(ns.source, ns.format, ns.image_dir, columns, ns.rows)
+        text, report = inspect_source(ns.source, ns.format, ns.image_dir, columns, ns.rows, ns.against)
     except (OSError, ValueError) as e:
         raise SystemExit(f"r3v data inspect: {e}") from None
     print(text)
@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--column", action="append", metavar="CANONICAL=SOURCE",
                    help="generic formats: map a column, e.g. --column question=query")
     s.add_argument("--rows", type=int, default=3, help="rows to show")
+    s.add_argument("--against", help="another split's file: list the ids both hold (leakage)")
     s.set_defaults(fn=cmd_data_inspect)
     s = sub.add_parser("judge-check", help="agreement of the judge with labelled outputs (JSONL), per benchmark")
     s.add_argument("file", help="JSONL: benchmark, output, gold, choices, expected (true/false), reason (r3v/judge_check.py)")

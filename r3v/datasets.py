@@ -340,9 +340,11 @@ def _without_overlap(splits: dict[str, tuple[pa.Table, BadRowReport]], cfg: Data
 
 
 def inspect_source(path: str | Path, fmt: str | None = None, image_dir: str | Path | None = None,
-                   columns: dict[str, str] | None = None, rows: int = 3) -> tuple[str, BadRowReport]:
+                   columns: dict[str, str] | None = None, rows: int = 3,
+                   against: str | Path | None = None) -> tuple[str, BadRowReport]:
     """What `r3v data inspect` prints: counts, the answers' shape, metadata fields, a few rows and
-    every bad row with its reason (nothing is written)."""
+    every bad row with its reason (nothing is written); with `against` (another split's file, same
+    format and columns), the ids both hold: leakage a run refuses unless data.allow_split_overlap."""
     import collections
 
     from PIL import Image
@@ -387,6 +389,15 @@ def inspect_source(path: str | Path, fmt: str | None = None, image_dir: str | Pa
             out.append(f"[{q['id']}] image {size} | {q['question']!r}{opts} | answer {q['answer']!r}")
             if q["rationale"]:
                 out.append(f"    rationale: {q['rationale'][:160]!r}")
+    if against is not None:
+        other = Path(against).expanduser()
+        theirs = set(read_source(other, benchmarks.detect_format(other) or fmt, "against", None, columns,
+                                 skip_bad_rows=True)[0].column("id").to_pylist())
+        shared = [i for i, q in enumerate(qs) if q["id"] in theirs]
+        out.append(f"ids also in {other}: {len(shared)}" + (" (leakage: a run refuses them unless "
+                                                             "data.allow_split_overlap: true)" if shared else ""))
+        report.bad += [BadRow(str(p), i, qs[i]["id"], f"id also in {other} (leakage)") for i in shared]
+        report.kept -= len(shared)
     if report.bad:
         reasons = collections.Counter(b.reason.split(":")[0] for b in report.bad)
         out.append("")

@@ -576,3 +576,13 @@ time.sleep(600)
     while any(_stat(p) is not None for p in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [p for p in children if _stat(p) is not None] == []  # SIGTERM, then SIGKILL for the one ignoring it
+
+
+def test_data_inspect_against_another_split_names_shared_ids(data_dir, capsys):
+    from r3v.cli import main
+
+    train = _write_jsonl(data_dir / "train.jsonl", [_row(0), _row(1), _row(2)])
+    test = _write_jsonl(data_dir / "test.jsonl", [_row(1), _row(9)])
+    assert main(["data", "inspect", str(train), "--against", str(test)]) == 0
+    out = capsys.readouterr().out
+    assert f"ids also in {test}: 1 (leakage" in out and f"{train}: row 1 (id='q1'): id also in {test}" in out
