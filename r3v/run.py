@@ -338,10 +338,20 @@ def check(run: Run, iteration: int, step: str) -> tuple[dict | None, str]:
         return None, "its outputs differ from the ones it recorded"
     for key, recorded in checked.get("depends", {}).items():
         it, name = key.split("/", 1)
-        up = _raw_record(run, int(it), name)
-        if up is None or digest(up) != recorded:
-            return None, f"iteration {it} {name}, which it read from, has been redone or is missing"
+        if _input_digest(run, int(it), name) != recorded:
+            return None, f"iteration {it} {name}, which it read from, has been redone with other outputs, or is missing"
     return info, ""
+
+
+def _input_digest(run: Run, iteration: int, step: str) -> str | None:
+    """What a downstream step records of an input step: the digest of the input's outputs (so an
+    input redone with the same outputs, e.g. sets rebuilt from the same pool, does not redo what
+    read it), or of its whole record when the record predates checks."""
+    raw = _raw_record(run, iteration, step)
+    if raw is None:
+        return None
+    checked = json.loads(raw).get("check")
+    return checked["outputs"] if checked else digest(raw)
 
 
 def done(run: Run, iteration: int, step: str) -> dict | None:
@@ -396,9 +406,9 @@ def record(run: Run, iteration: int, step: str, t0: float, info: dict, seconds: 
         raise RuntimeError(f"iteration {iteration} {step}: finished but its outputs are not all in {run.dir}")
     depends = {}
     for it, name in upstream(run.cfg, iteration, step):
-        raw = _raw_record(run, it, name)
-        if raw is not None:
-            depends[f"{it}/{name}"] = digest(raw)
+        found = _input_digest(run, it, name)
+        if found is not None:
+            depends[f"{it}/{name}"] = found
     stored = {**info, "check": {"outputs": digest(outputs), "depends": depends}}
     run.store.write("steps", pa.Table.from_pylist([{
         "seconds": info["seconds"], "finished_at": datetime.now(UTC), "info": json.dumps(stored)}],

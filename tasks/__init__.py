@@ -5,8 +5,8 @@ Tasks pass the run folder (a string), the iteration and the shard, never models 
 Resuming has two layers: each step records its completion in the store (the truth: a step whose
 record is there with its outputs intact returns it at once, with or without Prefect), and each
 task's result is persisted under a cache key of (run id, config hash, iteration, step, shard,
-generation), so a retried flow run shows finished tasks as Cached without running them, and a
-step whose outputs went missing gets the next generation and runs again whatever the cache holds.
+attempt token), so a retried flow run shows finished tasks as Cached without running them, and
+a step whose outputs went missing gets a new token and runs again whatever the cache holds.
 """
 
 from tasks.experiment import adopt, experiment_report, experiment_summary

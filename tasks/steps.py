@@ -1,8 +1,8 @@
 """The loop's steps as Prefect tasks (see tasks/__init__.py).
 
-Cache keys: (run id, config hash, iteration, step, shard, generation; see cache_key). A retried
-flow run finds the results of finished tasks under their keys (they show as Cached); a step the
-store does not hold as finished (outputs missing or changed) gets a new generation and runs.
+Cache keys: (run id, config hash, iteration, step, shard, attempt token; see cache_key). A
+retried flow run finds the results of finished tasks under their keys (they show as Cached); a
+step the store does not hold as finished (outputs missing or changed) gets a new token and runs.
 The run id is new for every run folder created, so a deleted and recreated run never meets an old
 result.
 """
@@ -29,28 +29,28 @@ from r3v import steps
 from r3v.run import Run, run_meta, shard_done, verified_digest
 
 
-def _generation(run_dir: str, name: str, finished: bool) -> int:
-    """How many times the step's work has been found undone after a key was issued for it: the
-    same number while it stays finished, one more whenever it must run again. Kept per task in
-    `<run>/cache_keys/` (one small file each, so parallel shard tasks never write the same one)."""
+def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
+    """The token that ends the task's cache key: while the step stays finished, the token its
+    result was stored under; whenever it must run (never run, killed, or its outputs deleted
+    since), a new random one, which no stored result has, not even one of a copy of this run
+    folder (same run id). Kept per task in `<run>/cache_keys/` (one small file each, so parallel
+    shard tasks never write the same one)."""
     f = Path(run_dir) / "cache_keys" / name
-    issued = int(f.read_text()) if f.is_file() else None
     if finished:
-        return issued or 0
-    generation = 0 if issued is None else issued + 1
+        return f.read_text().strip() if f.is_file() else "0"
+    token = uuid.uuid4().hex[:12]
     f.parent.mkdir(exist_ok=True)
-    tmp = f.with_name(f".{f.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(str(generation))
+    tmp = f.with_name(f".{f.name}.{token}")
+    tmp.write_text(token)
     os.replace(tmp, f)
-    return generation
+    return token
 
 
 def cache_key(step: str):
-    """`r3v-<run id>-<config hash>-it<k>-<step>-shard<j|all>-g<generation>`. A step the store holds
-    as finished (r3v/run.py `check`: record, outputs and inputs intact) keeps the generation its
-    result was stored under, so a retry finds it Cached; a step that is not finished (never run,
-    killed, or its outputs or record deleted since) gets the next generation, a key no stored
-    result has, so Prefect runs it whatever its cache holds."""
+    """`r3v-<run id>-<config hash>-it<k>-<step>-shard<j|all>-<token>`. A step the store holds as
+    finished (r3v/run.py `check`: record, outputs and inputs intact) keeps the token its result was
+    stored under, so a retry finds it Cached; a step that is not finished gets a new token, a key
+    no stored result has, so Prefect runs it whatever its cache holds."""
     def key(_context, p: dict) -> str:
         run_dir, iteration = p["run_dir"], p.get("iteration", 0)
         meta = run_meta(run_dir)
@@ -59,7 +59,7 @@ def cache_key(step: str):
         else:
             finished = verified_digest(run_dir, iteration, step) is not None
         name = f"it{iteration}-{step}-shard{p.get('shard', 'all')}"
-        return f"r3v-{meta['run_id']}-{meta['config_hash']}-{name}-g{_generation(run_dir, name, finished)}"
+        return f"r3v-{meta['run_id']}-{meta['config_hash']}-{name}-{_attempt_token(run_dir, name, finished)}"
     return key
 
 
