@@ -222,10 +222,11 @@ def clean_partials(run_dir: str | Path) -> int:
 
 
 # The store decides what is done: a step is finished only when its record exists, the outputs it
-# names are all there and match what the record saw (files, row counts, sizes), and the records of
-# the steps it read from are the ones it recorded. Anything else is redone, whatever Prefect's cache
-# holds (the tasks' cache keys carry the verified record's digest, tasks/steps.py). A redone step
-# writes a new record, so every step downstream of it fails its check in turn and is redone too.
+# names are all there and match what the record saw (Parquet files by row count and content hash,
+# model files by size, an adapter by its hash), and the steps it read from still hold the outputs
+# it read. Anything else is redone, whatever Prefect's cache holds (a task not finished gets a new
+# cache key, tasks/steps.py). A step redone with other outputs fails the check of every step that
+# read it, and those are redone in turn.
 
 
 def digest(obj) -> str:
@@ -399,7 +400,7 @@ def shard_done(run: Run, iteration: int, shard: int) -> dict | None:
 
 def record(run: Run, iteration: int, step: str, t0: float, info: dict, seconds: float | None = None) -> dict:
     """Write the step's record (its facts and wall time; `seconds` when given, else since `t0`)
-    after its outputs, with what `check` compares: its outputs' digest and its inputs' records."""
+    after its outputs, with what `check` compares: its outputs' digest and its inputs' outputs' digests."""
     info = {**info, "seconds": round(time.perf_counter() - t0 if seconds is None else seconds, 2)}
     outputs = _outputs(run, iteration, step, info)
     if outputs is None:
