@@ -1,9 +1,9 @@
 """The catalogue of hostile-but-realistic input (issue 20): every case is refused with a message
 that names what was wrong, and nothing else is lost.
 
-Sections: `r3v sql` confined to its run; configs checked at load time; bad records named. The
-store-as-truth resume cases need a trained model and live in tests/test_resume_truth.py; the
-orphaned-server case in tests/test_served.py.
+Sections: `r3v sql` confined to its run; configs checked at load time (and a changed config on
+resume); bad records named; the watchdog that leaves no orphaned process after a SIGKILL. The
+store-as-truth resume cases need a trained run and live in tests/test_resume_truth.py.
 """
 
 from __future__ import annotations
