@@ -160,8 +160,6 @@ class EmbeddedTasksConfig:
                 parse_levels(getattr(self, key))
             except ValueError as e:
                 raise ConfigError(f"data.embedded.{key}: {e}") from None
-        if self.questions_per_image < 1:
-            raise ConfigError(f"data.embedded.questions_per_image must be >= 1, got {self.questions_per_image}")
         names = [n.strip() for n in self.families.split(",") if n.strip()]
         unknown = [n for n in names if n not in TASK_FAMILIES]
         if unknown or not names:
@@ -340,15 +338,6 @@ class TrainConfig:
     """Extra torchrun arguments, e.g. for 2 nodes `[--nnodes=2, --node-rank=0, --rdzv-backend=c10d,
     --rdzv-endpoint=HOST:29500]` (then `--standalone` is not passed). Empty: one machine."""
 
-    def __post_init__(self):
-        if self.processes < 1:
-            raise ConfigError(f"train.processes must be >= 1, got {self.processes}")
-        if self.grad_accum % self.processes:
-            raise ConfigError(f"train.grad_accum={self.grad_accum} must be a multiple of train.processes="
-                              f"{self.processes} (each process takes grad_accum / processes micro-batches a step)")
-        if self.save_every < 0 or self.loss_chunk_mb < 1:
-            raise ConfigError("train.save_every must be >= 0 and train.loss_chunk_mb >= 1")
-
 
 @dataclass(frozen=True)
 class SelfQuestioningConfig:
@@ -375,12 +364,6 @@ class SelfQuestioningConfig:
     ask_top_p: float = 0.9
     ask_max_new_tokens: int = 48
     """Sampling of self-generated questions (`r3v ask`)."""
-
-    def __post_init__(self):
-        if not 0.0 <= self.delta <= 1.0:
-            raise ConfigError(f"sq.delta must be in [0, 1], got {self.delta}")
-        if self.max_turns < 2:
-            raise ConfigError(f"sq.max_turns must be >= 2 (the first turn is never switched), got {self.max_turns}")
 
 
 @dataclass(frozen=True)
@@ -521,7 +504,8 @@ RANGES: dict[str, tuple] = {
         "model.embedded.vision_layers", "model.embedded.vision_heads", "model.embedded.text_hidden",
         "model.embedded.text_layers", "model.embedded.text_heads", "model.embedded.text_intermediate",
         "model.embedded.vocab_size", "model.embedded.max_positions", "model.embedded.vision_pretrain_batch",
-        "model.embedded.reading_pretrain_batch", "model.embedded.text_pretrain_batch", "data.max_image_pixels")},
+        "model.embedded.reading_pretrain_batch", "model.embedded.text_pretrain_batch", "data.max_image_pixels",
+        "data.embedded.questions_per_image", "train.processes", "train.loss_chunk_mb")},
     # counts where 0 means "none" or "off" (documented at the key)
     **{k: _ge(0) for k in (
         "run.iterations", "run.seed", "train.max_steps", "train.vision_lora_r", "train.vision_lora_alpha",
@@ -529,7 +513,7 @@ RANGES: dict[str, tuple] = {
         "qar.rollout_n", "rollout.vllm.max_model_len", "rollout.vllm.max_num_seqs",
         "rollout.vllm.max_num_batched_tokens", "rollout.vllm.max_lora_rank", "model.embedded.vision_pretrain_steps",
         "model.embedded.reading_pretrain_steps", "model.embedded.text_pretrain_steps", "model.embedded.init_seed",
-        "data.embedded.seed")},
+        "data.embedded.seed", "train.save_every")},
     # rates and weights
     **{k: _gt(0) for k in (
         "train.lr", "seed.lr", "train.lora_alpha", "train.max_grad_norm", "model.embedded.vision_pretrain_lr",
@@ -538,6 +522,8 @@ RANGES: dict[str, tuple] = {
         "train.weight_decay", "seed.weight_decay", "train.lambda_sft", "train.lambda_ref", "train.lambda_sel",
         "sq.lambda_sq", "judge.relaxed_tolerance", "model.prototype.lr", "rollout.temperature",
         "sq.ask_temperature")},
+    "sq.max_turns": _ge(2),  # the first turn is never switched
+    "sq.delta": _within(0, 1),
     "rollout.top_p": _within(0, 1, lo_open=True),
     "sq.ask_top_p": _within(0, 1, lo_open=True),
     "train.lora_dropout": _within(0, 1, hi_open=True),
@@ -562,6 +548,9 @@ def _cross_field(cfg: Config) -> list[str]:
         hidden, heads = getattr(emb, f"{part}_hidden"), getattr(emb, f"{part}_heads")
         if hidden % heads:
             errors.append(f"model.embedded.{part}_heads={heads} must divide model.embedded.{part}_hidden={hidden}")
+    if cfg.train.grad_accum % cfg.train.processes:
+        errors.append(f"train.grad_accum={cfg.train.grad_accum} must be a multiple of train.processes="
+                      f"{cfg.train.processes} (each process takes grad_accum / processes micro-batches a step)")
     if cfg.data.source == "files":
         for split in ("train_split", "test_split"):
             if not getattr(cfg.data, split).path:
@@ -590,7 +579,7 @@ def validate(cfg: Config) -> Config:
     errors = []
     for key, (ok, text) in RANGES.items():
         value = _get(cfg, key)
-        if not ok(value) or value != value:  # NaN fails every range
+        if not ok(value):  # (NaN and infinities never get here: _coerce refuses them)
             errors.append(f"{key}={value!r} must be {text}")
     errors += _run_name_errors(cfg.run.name) + ([] if errors else _cross_field(cfg))  # cross-field: over valid values
     if errors:
