@@ -25,7 +25,7 @@ import pyarrow as pa
 import yaml
 
 from r3v.config import EXECUTION_KEYS, Config, ConfigError, config_from_dict
-from r3v.store import Store
+from r3v.store import Store, visible_parquet
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +129,20 @@ def init_run(cfg: Config) -> Path:
         old = config_from_dict(yaml.safe_load(path.read_text()))
         if old.hash() != cfg.hash():
             changed = changed_keys(old, cfg)
-            finished = sorted({(p.parent.name, p.name) for p in (run_dir / "steps").glob("iteration=*/step=*")
-                               if not p.name.startswith(".")}) if (run_dir / "steps").is_dir() else []
-            names = {step.split("=", 1)[1] for _, step in finished}
-            for part in ("train_state", "shards"):  # a half-done training or rollout was made with the old config
-                if (run_dir / part).is_dir() and any((run_dir / part).iterdir()):
-                    names.add(part)
-                    finished.append(("iteration=-", f"step={part}"))
+            # "<iteration>/<step>" of the finished steps, and any half-done training or rollout (made
+            # with the old config too)
+            finished = [f"{p.parent.name.split('=', 1)[1]}/{p.name.split('=', 1)[1]}"
+                        for p in sorted((run_dir / "steps").glob("iteration=*/step=*"))]
+            finished += [f"-/{part}" for part in ("train_state", "shards")
+                         if (run_dir / part).is_dir() and any((run_dir / part).iterdir())]
+            names = {f.split("/", 1)[1] for f in finished}
             blocked = [k for k in changed if names - {"prepare"} or (names and k.startswith(PREPARE_READS))]
             diff = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
             if blocked:
-                done_text = ", ".join(f"{it.split('=')[1]}/{st.split('=')[1]}" for it, st in finished)
                 raise RunConfigMismatch(
                     f"{run_dir} holds a run with another config (hash {old.hash()} != {cfg.hash()}; changed: {diff}), "
-                    f"and steps computed with the old one are finished ({done_text}). Use another run.name, or delete "
-                    f"the folder to start over.")
+                    f"and steps computed with the old one are finished ({', '.join(finished)}). Use another "
+                    f"run.name, or delete the folder to start over.")
             log.warning("%s: nothing finished depends on the changed keys (%s): the run takes the new config",
                         run_dir, diff)
             path.write_text(f"# r3v run config, hash {cfg.hash()}. Rerun: r3v run {path}\n" + cfg.to_yaml())
@@ -240,17 +239,13 @@ def _table_outputs(run: Run, table: str, **keys) -> dict | None:
     content by the adapter hash in its manifest.)"""
     import pyarrow.parquet as pq
 
-    from r3v.store import visible_parquet
-
     files = visible_parquet(run.store.partition(table, **keys))
     if not files:
         return None
     out = {}
     for f in files:
         try:
-            with f.open("rb") as fh:
-                content = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
-            out[str(f.relative_to(run.dir))] = [pq.read_metadata(f).num_rows, content]
+            out[str(f.relative_to(run.dir))] = [pq.read_metadata(f).num_rows, file_hash(f)]
         except (OSError, ValueError):  # truncated or not Parquet (pyarrow's errors are ValueErrors)
             return None
     return out
@@ -363,19 +358,10 @@ def done(run: Run, iteration: int, step: str) -> dict | None:
     return info
 
 
-def verified_digest(run_dir: str | Path, iteration: int, step: str) -> str | None:
-    """The digest of a finished, verified step's record (for cache keys); None: not finished."""
-    run = Run.open(run_dir)
-    info, _ = check(run, iteration, step)
-    return None if info is None else digest(_raw_record(run, iteration, step))
-
-
 def shard_done(run: Run, iteration: int, shard: int) -> dict | None:
     """The record of a finished rollout shard, or None: its record is missing, or its rollouts
     are missing, unreadable, of another size or sampled by another model than M_{k-1} now."""
     import pyarrow.parquet as pq
-
-    from r3v.store import visible_parquet
 
     if not run.store.exists("shards", iteration=iteration, shard=shard):
         return None
@@ -427,5 +413,15 @@ def begin(run_dir: str | Path, iteration: int, step: str) -> tuple[Run, dict | N
     return run, done(run, iteration, step), time.perf_counter()
 
 
+_HASHES: dict[tuple, str] = {}
+
+
 def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    """sha256 of a file's content (12 hex digits), streamed; remembered per file identity (inode,
+    size, modification time), so checking a step's outputs twice in a process reads them once."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        with path.open("rb") as fh:
+            _HASHES[key] = hashlib.file_digest(fh, "sha256").hexdigest()[:12]
+    return _HASHES[key]

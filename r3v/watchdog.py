@@ -11,6 +11,7 @@ a grace period. Linux only (it reads /proc); elsewhere `start` does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,10 +58,8 @@ def descendants(root: int, known: dict[int, int]) -> dict[int, int]:
 
 def _signal_all(procs: dict[int, int], sig: int) -> None:
     for pid in procs:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # gone already, or not ours
             os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def watch(pid: int) -> int:

@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from r3v import report as r3v_report
 from r3v import steps
-from r3v.run import Run, run_meta, shard_done, verified_digest
+from r3v.run import Run, check, run_meta, shard_done
 
 
 def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
@@ -54,10 +54,11 @@ def cache_key(step: str):
     def key(_context, p: dict) -> str:
         run_dir, iteration = p["run_dir"], p.get("iteration", 0)
         meta = run_meta(run_dir)
+        run = Run.open(run_dir)
         if step == "sample_shard":
-            finished = shard_done(Run.open(run_dir), iteration, p["shard"]) is not None
+            finished = shard_done(run, iteration, p["shard"]) is not None
         else:
-            finished = verified_digest(run_dir, iteration, step) is not None
+            finished = check(run, iteration, step)[0] is not None
         name = f"it{iteration}-{step}-shard{p.get('shard', 'all')}"
         return f"r3v-{meta['run_id']}-{meta['config_hash']}-{name}-{_attempt_token(run_dir, name, finished)}"
     return key
