@@ -109,8 +109,11 @@ def question_turn(question: str, choices: Sequence[str] | None, rationale: bool,
     return user_turn(f"{format_question(question, choices)}\n{instruction}", image)
 
 
+ANSWER_PREFIX = "Answer: "  # the labelled answer line of a select target and of a gold rationale
+
+
 def answer_target(answer: str) -> str:
-    return f"Answer: {answer}"
+    return ANSWER_PREFIX + str(answer)
 
 
 def vocabulary_text() -> list[str]:

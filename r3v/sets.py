@@ -2,10 +2,11 @@
 
 The rules are the views in `data/sql/` (sft_examples, refine_pairs, select_sets), evaluated over
 every sample of iterations 1..k (the pool accumulates; sets are rebuilt from it each iteration,
-as the R3V authors do). This module only maps their rows to the stored set schema. With
-self-questioning on, the `sq` set packs the view `sq_questions` into multi-turn samples
-(r3v/selfq.py); with Questioner-Answerer-Reasoner chains in the rollout, the `qar` set holds each
-question's latest positive chain (view `qar_chains`), trained as its three roles' turns.
+as the R3V authors do). The queries below only rename the views' columns to the stored set schema;
+DuckDB hands the result over as Arrow, so no row passes through Python (bench/sets.py: 1M pooled
+samples). With self-questioning on, the `sq` set packs the view `sq_questions` into multi-turn
+samples (r3v/selfq.py); with Questioner-Answerer-Reasoner chains in the rollout, the `qar` set
+holds each question's latest positive chain (view `qar_chains`), trained as its three roles' turns.
 """
 
 from __future__ import annotations
@@ -15,45 +16,48 @@ import pyarrow as pa
 from r3v import prompts
 from r3v.config import SelfQuestioningConfig
 from r3v.schema import SET_SCHEMA
-from r3v.store import Store
+from r3v.store import Store, sql_literal
 
-KINDS = ("sft", "refine", "select")
+SET_KINDS = ("sft", "refine", "select")
+
+# kind -> the query that gives its rows in SET_SCHEMA's column names (missing columns are null);
+# {stamp} is the iteration and kind columns
+_QUERIES = {
+    "sft": """SELECT 'sft#' || question_id AS example_id, {stamp}, question_id, target, source_ids
+              FROM sft_examples ORDER BY question_id""",
+    "refine": """SELECT 'refine#' || question_id AS example_id, {stamp}, question_id, negative, target, source_ids
+                 FROM refine_pairs ORDER BY question_id""",
+    "select": f"""SELECT 'select#' || question_id || '#' || rule AS example_id, {{stamp}}, question_id, candidates,
+                         candidate_correct, {sql_literal(prompts.ANSWER_PREFIX)} || gold AS target, source_ids
+                  FROM select_sets ORDER BY question_id, rule""",
+    "qar": """SELECT 'qar#' || question_id AS example_id, {stamp}, question_id, chain, target, source_ids
+              FROM qar_chains ORDER BY question_id""",
+}
+
+
+def _as_set(table: pa.Table) -> pa.Table:
+    """`table` (a query's result) in SET_SCHEMA, the columns it lacks null."""
+    n = table.num_rows
+    cols = []
+    for field in SET_SCHEMA:
+        if field.name in table.column_names:
+            cols.append(table[field.name].cast(field.type))
+        else:
+            cols.append(pa.nulls(n, field.type))
+    return pa.Table.from_arrays(cols, schema=SET_SCHEMA)
 
 
 def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None,
                qar: bool = False) -> dict[str, pa.Table]:
     """{kind: table in SET_SCHEMA} for `iteration`, from the pool up to it; `sq` when enabled, and
     `qar` (the role examples of positive chains, view qar_chains) when the rollout samples chains."""
+    kinds = SET_KINDS + (("qar",) if qar else ())
     con = store.connect(upto=iteration, seed=run_seed)
     try:
-        sft = con.sql("SELECT * FROM sft_examples ORDER BY question_id").to_arrow_table().to_pylist()
-        ref = con.sql("SELECT * FROM refine_pairs ORDER BY question_id").to_arrow_table().to_pylist()
-        sel = con.sql("SELECT * FROM select_sets ORDER BY question_id, rule").to_arrow_table().to_pylist()
-        chains = (con.sql("SELECT * FROM qar_chains ORDER BY question_id").to_arrow_table().to_pylist()
-                  if qar else [])
+        out = {kind: _as_set(con.sql(_QUERIES[kind].format(stamp=f"{int(iteration)} AS iteration, '{kind}' AS kind"))
+                             .to_arrow_table()) for kind in kinds}
     finally:
         con.close()
-    rows: dict[str, list[dict]] = {k: [] for k in KINDS}
-    for r in sft:
-        rows["sft"].append(dict(example_id=f"sft#{r['question_id']}", question_id=r["question_id"],
-                                target=r["target"], source_ids=r["source_ids"]))
-    for r in ref:
-        rows["refine"].append(dict(example_id=f"refine#{r['question_id']}", question_id=r["question_id"],
-                                   negative=r["negative"], target=r["target"], source_ids=r["source_ids"]))
-    for r in sel:
-        rows["select"].append(dict(
-            example_id=f"select#{r['question_id']}#{r['rule']}", question_id=r["question_id"],
-            candidates=r["candidates"], candidate_correct=r["candidate_correct"],
-            target=prompts.answer_target(r["gold"]), source_ids=r["source_ids"]))
-    out = {}
-    for kind in KINDS:
-        for r in rows[kind]:
-            r.update(iteration=iteration, kind=kind)
-        out[kind] = pa.Table.from_pylist(rows[kind], schema=SET_SCHEMA)
-    if qar:
-        out["qar"] = pa.Table.from_pylist([dict(
-            example_id=f"qar#{r['question_id']}", iteration=iteration, kind="qar", question_id=r["question_id"],
-            chain=r["chain"], target=r["target"], source_ids=r["source_ids"]) for r in chains], schema=SET_SCHEMA)
     if sq is not None and sq.enabled:
         from r3v.selfq import build_sq_set
 

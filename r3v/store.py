@@ -128,7 +128,7 @@ class Store:
                                                  "autoload_known_extensions": False,
                                                  "python_enable_replacements": False})
         try:
-            con.execute("SET allowed_directories = [" + _sql_str(str(root) + os.sep) + "]")
+            con.execute("SET allowed_directories = [" + sql_literal(str(root) + os.sep) + "]")
             con.execute("SET enable_external_access = false")
             if upto is not None:
                 con.execute(f"SET VARIABLE r3v_upto = {int(upto)}")
@@ -143,7 +143,7 @@ class Store:
                     except (OSError, pa.ArrowException) as e:
                         broken.append(f"{f}: {e}")
                 if files and not broken:
-                    paths = ", ".join(_sql_str(str(f)) for f in files)
+                    paths = ", ".join(sql_literal(str(f)) for f in files)
                     con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet([{paths}], "
                                 f"union_by_name = true, hive_partitioning = false)")
                 else:
@@ -151,7 +151,7 @@ class Store:
                     con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM _empty_{table}")
                 if broken:  # the table's views fail when read, naming the file; every other view works
                     log.warning("run store: unreadable file(s) in %s: %s", table, "; ".join(broken))
-                    msg = _sql_str(f"{table}: unreadable Parquet file {broken[0]}"
+                    msg = sql_literal(f"{table}: unreadable Parquet file {broken[0]}"
                                    + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else "")
                                    + "; rerun the step that writes it (r3v run resumes it)")
                     # every column of the one extra row raises, so no filter or projection prunes it
@@ -179,7 +179,7 @@ class Store:
             con.close()
 
 
-def _sql_str(text: str) -> str:
+def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from r3v.schema import SAMPLE_SCHEMA
+from r3v.schema import SAMPLE_SCHEMA, SET_SCHEMA
 from r3v.sets import build_sets
 from r3v.store import Store
 
@@ -80,3 +80,20 @@ def test_select_candidates_shuffled_by_seed(tmp_path):
     assert a == again  # deterministic for a run seed
     assert set(slots) == {0, 1, 2}  # the right candidate has no fixed slot
     assert slots != [r["candidate_correct"].index(True) for r in b]  # another seed, another order
+
+
+def test_sets_equal_a_pandas_version_of_the_rules(tmp_path):
+    """The SQL rules against bench/sets.py's independent pandas version, on a random pool where
+    all-right, all-wrong and mixed questions occur (ties, both select rules, several iterations)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_sets", Path(__file__).parents[1] / "bench" / "sets.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    store = bench.make_pool(tmp_path, 3000, seed=3)
+    for iteration in (1, 2):
+        ours, theirs = build_sets(store, iteration, run_seed=5), bench.pandas_sets(store, iteration, run_seed=5)
+        assert min(ours[k].num_rows for k in ("sft", "refine", "select")) > 20
+        bench.same_sets(ours, theirs)
+        assert all(t.schema == SET_SCHEMA for t in ours.values())
