@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from r3v.analysis.judge_check import load_cases, question_of  # noqa: E402
 from r3v.judge import judge_for_question  # noqa: E402
-from r3v.judge_check import load_cases, question_of  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "judge_cases.jsonl"
 

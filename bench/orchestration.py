@@ -39,7 +39,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     from r3v.config import load_config
-    from r3v.embedded.model import ensure_built
+    from r3v.embedded.model.build import ensure_built
 
     root = tempfile.mkdtemp(prefix="r3v-bench-orch-")
     overrides = ["run.iterations=1", f"run.root={root}", "run.name=bench", f"model.cache_dir={args.cache}",

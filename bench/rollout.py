@@ -39,7 +39,7 @@ MODELS = {
 
 def build_model(name: str, cache_dir: str) -> tuple[str, int]:
     from r3v.config import EmbeddedModelConfig
-    from r3v.embedded.model import ensure_built
+    from r3v.embedded.model.build import ensure_built
 
     path = ensure_built(dataclasses.replace(EmbeddedModelConfig(), **MODELS[name]), cache_dir)
     meta = json.loads((path / "r3v_embedded.json").read_text())
@@ -48,10 +48,10 @@ def build_model(name: str, cache_dir: str) -> tuple[str, int]:
 
 def make_requests(n_questions: int, n_samples: int):
     from r3v import prompts
-    from r3v.embedded.tasks import EmbeddedTasksConfig, generate
+    from r3v.embedded.bench.suite import EmbeddedBenchConfig, generate
     from r3v.rollout import RolloutRequest, sample_seeds
 
-    rows = generate("test", n_questions, EmbeddedTasksConfig(n_test=n_questions))
+    rows = generate("test", n_questions, EmbeddedBenchConfig(n_test=n_questions))
     return [RolloutRequest(r["id"], r["image"]["bytes"], tuple(prompts.cot(r["question"], r["choices"])),
                            sample_seeds(0, 1, r["id"], n_samples)) for r in rows]
 

@@ -66,7 +66,7 @@ def make_pool(root: Path, samples: int, seed: int = 0) -> Store:
 
 
 def pandas_sets(store: Store, iteration: int, run_seed: int) -> dict[str, pa.Table]:
-    """The rules of data/sql/{sft_examples,refine_pairs,select_sets}.sql, in pandas."""
+    """The rules of r3v/sql/{sft_examples,refine_pairs,select_sets}.sql, in pandas."""
     import pandas as pd
 
     df = pd.concat([pd.read_parquet(f) for f in store.files("samples")], ignore_index=True)

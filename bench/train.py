@@ -41,7 +41,7 @@ SETTINGS = {"embedded": dict(batch_size=16, steps=20), "larger": dict(batch_size
 def model_path(name: str, cache_dir: str) -> Path:
     """The embedded model, or the larger random one built from its config (cached)."""
     from r3v.config import EmbeddedModelConfig
-    from r3v.embedded.model import ensure_built
+    from r3v.embedded.model.build import ensure_built
 
     tiny = ensure_built(EmbeddedModelConfig(), cache_dir)
     if name == "embedded":
@@ -63,11 +63,11 @@ def model_path(name: str, cache_dir: str) -> Path:
 
 
 def examples(processor, n: int):
-    from r3v.config import EmbeddedTasksConfig
-    from r3v.embedded.tasks import generate
+    from r3v.config import EmbeddedBenchConfig
+    from r3v.embedded.bench.suite import generate
     from r3v.train.data import encode_all, seed_examples
 
-    return encode_all(processor, seed_examples(generate("seed", n, EmbeddedTasksConfig()), False), 512)
+    return encode_all(processor, seed_examples(generate("seed", n, EmbeddedBenchConfig()), False), 512)
 
 
 def worker(trainer: str, name: str, steps: int, batch_size: int, device: str, cache_dir: str, ckpt: bool) -> dict:

@@ -20,9 +20,9 @@ from pathlib import Path
 from prefect import flow
 
 from flows.iterate import r3v_flow
+from r3v.analysis.experiment import ARMS, DEFAULT_ARMS, DEFAULT_NS, SEED_ARM, arm_overrides, experiment_dir
+from r3v.analysis.replicates import seed_dir, seed_overrides
 from r3v.config import load_config
-from r3v.experiment import ARMS, DEFAULT_ARMS, DEFAULT_NS, SEED_ARM, arm_overrides, experiment_dir
-from r3v.replicates import seed_dir, seed_overrides
 from r3v.run import init_run
 from tasks import adopt, experiment_report, experiment_summary, scale
 

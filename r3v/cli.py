@@ -4,7 +4,7 @@
     r3v sql RUN "SELECT …"               query a run's views read-only (RUN: folder or name under runs/)
     r3v report RUN                       rewrite and print a run's results table
     r3v build-model [CONFIG] [k=v ...]   build (or find) the cached embedded model; print its path
-    r3v build-model --family F --out D   a tiny random LLaVA / Qwen2-VL / Qwen2.5-VL / Idefics3 model
+    r3v build-model --architecture A --out D  a tiny random LLaVA / Qwen2-VL / Qwen2.5-VL / Idefics3 model
     r3v experiment [CONFIG] [k=v ...]    seed model vs STaR vs R3V and its ablations, side by side
     r3v scale RUN [--ns 1 3 5 8]         test-time compute scaling of a run's final model
     r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
@@ -106,8 +106,8 @@ def _watchdog() -> None:
 
 def cmd_experiment(ns: argparse.Namespace) -> int:
     config, overrides = _split(ns.args)
+    from r3v.analysis.experiment import ARMS, QUICK, QUICK_OVERRIDES, experiment_dir
     from r3v.config import load_config
-    from r3v.experiment import ARMS, QUICK, QUICK_OVERRIDES, experiment_dir
 
     if ns.quick:
         overrides = QUICK_OVERRIDES + overrides
@@ -150,8 +150,8 @@ def cmd_scale(ns: argparse.Namespace) -> int:
 
 def cmd_ask(ns: argparse.Namespace) -> int:
     from r3v import steps
+    from r3v.analysis.report import markdown_table
     from r3v.models import set_threads
-    from r3v.report import markdown_table
     from r3v.run import Run
     from r3v.store import Store
 
@@ -171,7 +171,7 @@ def cmd_ask(ns: argparse.Namespace) -> int:
 
 
 def cmd_image_reliance(ns: argparse.Namespace) -> int:
-    from r3v.diagnostics import image_reliance
+    from r3v.analysis.diagnostics import image_reliance
     from r3v.models import load_model, load_processor, set_threads
     from r3v.run import Run
 
@@ -189,21 +189,21 @@ def cmd_image_reliance(ns: argparse.Namespace) -> int:
 
 
 def cmd_errors(ns: argparse.Namespace) -> int:
-    from r3v.error_kinds import KINDS, breakdown
-    from r3v.report import markdown_table
+    from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
+    from r3v.analysis.report import markdown_table
     from r3v.store import Store
 
     rows = breakdown(Store(_run_dir(ns.run)), ns.iteration, ns.source)
     if not rows:
         raise SystemExit(f"r3v errors: no {ns.source} rows at iteration {ns.iteration}")
-    cols = [("family", "family", "{}"), ("n", "rationales", "{}")] + [(k, k, "{:.3f}") for k in KINDS]
+    cols = [("family", "family", "{}"), ("n", "rationales", "{}")] + [(k, k, "{:.3f}") for k in ERROR_KINDS]
     print(f"iteration {ns.iteration}, {ns.source}: share of sampled rationales by kind\n")
     print(markdown_table(rows, cols))
     return 0
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from r3v.report import write_report
+    from r3v.analysis.report import write_report
 
     print(write_report(_run_dir(ns.run)))
     return 0
@@ -211,14 +211,14 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
 def cmd_build_model(ns: argparse.Namespace) -> int:
     from r3v.config import load_config
-    from r3v.embedded.model import ensure_built
+    from r3v.embedded.model.build import ensure_built
 
-    if ns.family:
-        from r3v.embedded.families import build_tiny
+    if ns.architecture:
+        from r3v.embedded.model.architectures import build_tiny
 
         if not ns.out:
-            raise SystemExit("r3v build-model --family: give --out FOLDER")
-        print(build_tiny(ns.family, ns.out))
+            raise SystemExit("r3v build-model --architecture: give --out FOLDER")
+        print(build_tiny(ns.architecture, ns.out))
         return 0
 
     cfg = load_config(*_split(ns.args))
@@ -239,7 +239,7 @@ def cmd_data_inspect(ns: argparse.Namespace) -> int:
 
 
 def cmd_judge_check(ns: argparse.Namespace) -> int:
-    from r3v.judge_check import check, load_cases, report
+    from r3v.analysis.judge_check import check, load_cases, report
 
     try:
         cases = load_cases(ns.file)
@@ -276,13 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("report", help="write and print a run's results table")
     s.add_argument("run")
     s.set_defaults(fn=cmd_report)
-    s = sub.add_parser("build-model", help="build the embedded model (cached), or a tiny random model of a family")
+    s = sub.add_parser("build-model", help="build the embedded model (cached), or a tiny random model of an architecture")
     s.add_argument("args", nargs="*")
-    from r3v.embedded.families import FAMILIES
+    from r3v.embedded.model.architectures import ARCHITECTURES
 
-    s.add_argument("--family", choices=FAMILIES,
+    s.add_argument("--architecture", choices=ARCHITECTURES,
                    help="a tiny random model of this architecture, for checking a set-up (learns nothing)")
-    s.add_argument("--out", help="with --family: the folder to write")
+    s.add_argument("--out", help="with --architecture: the folder to write")
     s.set_defaults(fn=cmd_build_model)
     s = sub.add_parser("experiment", help="seed vs STaR vs R3V and ablations, side by side")
     s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--against", help="another split's file: list the ids both hold (leakage)")
     s.set_defaults(fn=cmd_data_inspect)
     s = sub.add_parser("judge-check", help="agreement of the judge with labelled outputs (JSONL), per benchmark")
-    s.add_argument("file", help="JSONL: benchmark, output, gold, choices, expected (true/false), reason (r3v/judge_check.py)")
+    s.add_argument("file", help="JSONL: benchmark, output, gold, choices, expected (true/false), reason (r3v/analysis/judge_check.py)")
     s.add_argument("--tolerance", type=float, default=0.05, help="relaxed scorers' tolerance (judge.relaxed_tolerance)")
     s.add_argument("--min-agreement", type=float, default=0.0, help="exit 1 below this overall agreement")
     s.set_defaults(fn=cmd_judge_check)

@@ -66,13 +66,13 @@ class EmbeddedModelConfig:
     init_seed: int = 0
     vision_pretrain_steps: int = 150
     """Build-time pretraining of the vision tower on dense patch labels of generated scenes (the
-    stand-in for a pretrained CLIP; r3v/embedded/vision.py). 0: leave it random."""
+    stand-in for a pretrained CLIP; r3v/embedded/model/vision.py). 0: leave it random."""
     vision_pretrain_batch: int = 64
     vision_pretrain_lr: float = 1e-3
     reading_pretrain_steps: int = 300
     """Build-time reading pretraining of the projector and LM ("Read the image." -> the scene's
     reading in the benchmark's words; the stand-in for a real VLM's image-text alignment;
-    r3v/embedded/reading.py). 0: none (the model then learns to read from the seed split alone)."""
+    r3v/embedded/model/reading.py). 0: none (the model then learns to read from the seed split alone)."""
     reading_pretrain_batch: int = 32
     reading_pretrain_lr: float = 1e-3
     arithmetic_pretrain: bool = True
@@ -95,7 +95,7 @@ class EmbeddedModelConfig:
 
 @dataclass(frozen=True)
 class PrototypeConfig:
-    """SQ-LLaVA's prototype extractor (r3v/prototype.py): soft clustering of the image tokens
+    """SQ-LLaVA's prototype extractor (r3v/sq/prototype.py): soft clustering of the image tokens
     before the projector, each token plus a gated residual of its prototypes."""
 
     enabled: bool = False
@@ -121,12 +121,12 @@ class ModelConfig:
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
 
 
-TASK_FAMILIES = ("clevr_math", "chart", "table")
+QUESTION_FAMILIES = ("clevr_math", "chart", "table")
 
 
 @dataclass(frozen=True)
-class EmbeddedTasksConfig:
-    """The embedded benchmark's seeded task families (r3v/embedded/tasks.py)."""
+class EmbeddedBenchConfig:
+    """The embedded benchmark's seeded task families (r3v/embedded/bench/suite.py)."""
 
     families: str = "clevr_math,chart,table"
     """Comma-separated mix of `clevr_math` (shape arithmetic), `chart` (bar charts, ChartQA-like)
@@ -153,7 +153,7 @@ class EmbeddedTasksConfig:
     seed: int = 1234
 
     def __post_init__(self):
-        from r3v.embedded.common import parse_levels
+        from r3v.embedded.bench.common import parse_levels
 
         for key in ("seed_levels", "train_levels", "test_levels"):
             try:
@@ -161,10 +161,10 @@ class EmbeddedTasksConfig:
             except ValueError as e:
                 raise ConfigError(f"data.embedded.{key}: {e}") from None
         names = [n.strip() for n in self.families.split(",") if n.strip()]
-        unknown = [n for n in names if n not in TASK_FAMILIES]
+        unknown = [n for n in names if n not in QUESTION_FAMILIES]
         if unknown or not names:
             raise ConfigError(f"data.embedded.families: {self.families!r} names unknown families {unknown} "
-                              f"(known: {', '.join(TASK_FAMILIES)})")
+                              f"(known: {', '.join(QUESTION_FAMILIES)})")
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class SourceConfig:
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["embedded", "files"] = "embedded"
-    embedded: EmbeddedTasksConfig = field(default_factory=EmbeddedTasksConfig)
+    embedded: EmbeddedBenchConfig = field(default_factory=EmbeddedBenchConfig)
     seed_split: SourceConfig = field(default_factory=SourceConfig)
     train_split: SourceConfig = field(default_factory=SourceConfig)
     test_split: SourceConfig = field(default_factory=SourceConfig)
@@ -341,7 +341,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SelfQuestioningConfig:
-    """SQ-LLaVA's visual self-questioning (Sun et al., 2024) inside the loop (r3v/selfq.py).
+    """SQ-LLaVA's visual self-questioning (Sun et al., 2024) inside the loop (r3v/sq/selfq.py).
 
     Questions about the same image are packed into multi-turn samples (the first turn carries the
     image); each later turn is switched, with probability `delta`, to the virtual user `[vusr]`,
@@ -368,7 +368,7 @@ class SelfQuestioningConfig:
 
 @dataclass(frozen=True)
 class QARConfig:
-    """SQ-InstructBLIP's Questioner -> Answerer -> Reasoner chains (r3v/qar.py)."""
+    """SQ-InstructBLIP's Questioner -> Answerer -> Reasoner chains (r3v/sq/qar.py)."""
 
     rollout_n: int = 0
     """Chains sampled per train question in bootstrapping, next to the `rollout.n` CoT rationales.

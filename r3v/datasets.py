@@ -290,12 +290,12 @@ def read_source(path: Path, fmt: str, split: str, image_dir: Path | None = None,
 def load_splits(cfg: DataConfig) -> dict[str, tuple[pa.Table, BadRowReport]]:
     """seed/train/test tables for a run, from the embedded generator or from files."""
     if cfg.source == "embedded":
-        from r3v.embedded import tasks
+        from r3v.embedded.bench import suite
 
         out = {}
         for split, n in (("seed", cfg.embedded.n_seed), ("train", cfg.embedded.n_train),
                          ("test", cfg.embedded.n_test)):
-            rows = [dict(r, split=split) for r in tasks.generate(split, n, cfg.embedded)]
+            rows = [dict(r, split=split) for r in suite.generate(split, n, cfg.embedded)]
             out[split] = (to_table(rows), BadRowReport(total=len(rows), kept=len(rows)))
         return out
     out = {}

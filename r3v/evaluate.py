@@ -7,7 +7,7 @@
 - select@N : R3V's test-time selection: the model reads the N sampled rationales in the select
              prompt and answers greedily.
 With `eval.strategy` qar or both, the samples are (also) Questioner-Answerer-Reasoner chains
-(r3v/qar.py), and select reads the union.
+(r3v/sq/qar.py), and select reads the union.
 Several N at once (test-time compute scaling) share one set of samples: those of N are the
 first N of the largest N.
 Eval sample seeds derive from (run seed, "eval", iteration, question id, index), so every
@@ -64,7 +64,7 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
             greedy_texts[j]["pass@1"] = g[0].text
         sources.append(("sample", [[c.text for c in outs] for outs in sampler.generate(cot, params)]))
     if strategy in ("qar", "both"):
-        from r3v.qar import sample_chains
+        from r3v.sq.qar import sample_chains
 
         qc = qar or QARConfig()
         name = "pass@1" if strategy == "qar" else "qar_pass@1"

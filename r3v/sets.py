@@ -1,11 +1,11 @@
 """Build the SFT, self-refine, self-select (and self-questioning) sets of an iteration from the pool.
 
-The rules are the views in `data/sql/` (sft_examples, refine_pairs, select_sets), evaluated over
+The rules are the views in `r3v/sql/` (sft_examples, refine_pairs, select_sets), evaluated over
 every sample of iterations 1..k (the pool accumulates; sets are rebuilt from it each iteration,
 as the R3V authors do). The queries below only rename the views' columns to the stored set schema;
 DuckDB hands the result over as Arrow, so no row passes through Python (bench/sets.py: 1M pooled
 samples). With self-questioning on, the `sq` set packs the view `sq_questions` into multi-turn
-samples (r3v/selfq.py); with Questioner-Answerer-Reasoner chains in the rollout, the `qar` set
+samples (r3v/sq/selfq.py); with Questioner-Answerer-Reasoner chains in the rollout, the `qar` set
 holds each question's latest positive chain (view `qar_chains`), trained as its three roles' turns.
 """
 
@@ -59,7 +59,7 @@ def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningC
     finally:
         con.close()
     if sq is not None and sq.enabled:
-        from r3v.selfq import build_sq_set
+        from r3v.sq.selfq import build_sq_set
 
         out["sq"] = pa.Table.from_pylist(build_sq_set(store, iteration, run_seed, sq), schema=SET_SCHEMA)
     return out

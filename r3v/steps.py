@@ -56,7 +56,7 @@ def prepare(run_dir: str) -> dict:
             log.warning("%s split: skipped %d bad rows of %d (see %s)", split, rep["skipped"], rep["total"],
                         run.dir / "questions" / "bad_rows.json")
     if cfg.model.source == "embedded":
-        from r3v.embedded.model import ensure_built
+        from r3v.embedded.model.build import ensure_built
 
         model_path = ensure_built(cfg.model.embedded, cfg.model.cache_dir).resolve()
     else:
@@ -81,8 +81,8 @@ def seed(run_dir: str, progress: Callable[[int, int], None] | None = None) -> di
     if skip and not cfg.model.prototype.enabled:
         return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
     if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
-        from r3v import prototype
         from r3v.models import load_model, load_processor, save_model
+        from r3v.sq import prototype
 
         src, pc = run.meta["source_model"], cfg.model.prototype
         model = load_model(src, cfg.model.dtype)
@@ -148,7 +148,7 @@ def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
                  prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds)
             for req, comps in zip(requests, outs) for i, c in enumerate(comps)]
     if cfg.qar.rollout_n > 0:  # Questioner -> Answerer -> Reasoner chains next to the CoT samples
-        from r3v.qar import sample_chains
+        from r3v.sq.qar import sample_chains
 
         seeds = [sample_seeds(cfg.run.seed, iteration, q["id"], cfg.qar.rollout_n, tag="qar") for q in questions]
         for q, ss, chains in zip(questions, seeds, sample_chains(sampler, questions, seeds, sampling_params(rc), cfg.qar)):
@@ -196,7 +196,7 @@ def judge(run_dir: str, iteration: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "judge")
     if finished:
         return finished
-    from r3v.error_kinds import judge_checking_reading
+    from r3v.analysis.error_kinds import judge_checking_reading
     from r3v.judge import judge_for_question, shuffle_verdicts
     from r3v.schema import SAMPLE_SCHEMA
 
@@ -292,8 +292,8 @@ def ask(run_dir: str, iteration: int, split: str = "test", n: int = 3, max_image
     -> asked/iteration=k/split=<split> (redone on every call: asking is a probe, not a step)."""
     from r3v.rollout import SamplingParams
     from r3v.schema import ASK_SCHEMA
-    from r3v.selfq import ask as sample_questions
-    from r3v.selfq import image_key
+    from r3v.sq.selfq import ask as sample_questions
+    from r3v.sq.selfq import image_key
 
     run = Run.open(run_dir)
     sq, stop = run.cfg.sq, tuple(run.cfg.rollout.stop)

@@ -9,7 +9,7 @@ Partition keys are also real columns of the file.
 
 Views: `src_<table>` reads every partition of a table (or an empty relation with the table's
 schema); the named views users query — samples, positives, negatives, sft_examples,
-refine_pairs, select_sets, metrics, … — are the SQL files in `data/sql/`, the same SQL the
+refine_pairs, select_sets, metrics, … — are the SQL files in `r3v/sql/`, the same SQL the
 pipeline runs. They see the pool up to iteration `getvariable('r3v_upto')` when it is set.
 """
 
@@ -39,10 +39,12 @@ VIEWS = ("questions", "samples", "positives", "negatives", "pool_stats", "sft_ex
 
 
 def sql_dir() -> Path:
+    """The named views' SQL: package data in r3v/sql/ (so a wheel install has them), or
+    `$R3V_SQL_DIR` to try edited rules on a run without reinstalling."""
     env = os.environ.get("R3V_SQL_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "data" / "sql"
+    return Path(__file__).resolve().parent / "sql"
 
 
 @contextmanager

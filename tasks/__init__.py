@@ -1,5 +1,5 @@
 """Prefect tasks: one thin task per step of the loop, each calling one r3v.steps function (and
-the experiment runner's adopt and report, calling r3v.experiment).
+the experiment runner's adopt and report, calling r3v.analysis.experiment).
 
 Tasks pass the run folder (a string), the iteration and the shard, never models or big objects.
 Resuming has two layers: each step records its completion in the store (the truth: a step whose

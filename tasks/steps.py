@@ -24,8 +24,8 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
-from r3v import report as r3v_report
 from r3v import steps
+from r3v.analysis import report as r3v_report
 from r3v.run import Run, check, run_meta, shard_done
 
 

@@ -24,7 +24,7 @@ def embedded_model(cache_dir):
     import torch
 
     from r3v.config import load_config
-    from r3v.embedded.model import ensure_built
+    from r3v.embedded.model.build import ensure_built
 
     torch.set_num_threads(int(os.environ.get("R3V_TEST_THREADS", "2")))
     cfg = load_config()

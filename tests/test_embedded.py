@@ -6,8 +6,8 @@ import re
 
 from PIL import Image
 
-from r3v.config import EmbeddedTasksConfig
-from r3v.embedded import tasks
+from r3v.config import EmbeddedBenchConfig
+from r3v.embedded.bench import suite
 from r3v.judge import extract_answer
 
 
@@ -41,15 +41,15 @@ def test_checkpoint_keys_are_vllm_layout(embedded_model):
 def test_tasks_are_seeded_and_consistent():
     from r3v.judge import judge_for_question
 
-    cfg = EmbeddedTasksConfig(seed=7)
-    a, b = tasks.generate("seed", 72, cfg), tasks.generate("seed", 72, cfg)
+    cfg = EmbeddedBenchConfig(seed=7)
+    a, b = suite.generate("seed", 72, cfg), suite.generate("seed", 72, cfg)
     assert a == b
-    assert tasks.generate("train", 5, cfg)[0]["image"] != a[0]["image"]
+    assert suite.generate("train", 5, cfg)[0]["image"] != a[0]["image"]
     seen: dict[str, set] = {}
     for r in a:
         meta = json.loads(r["metadata"])
         seen.setdefault(meta["family"], set()).add(meta["level"])
-        assert r["id"].startswith(tasks.FAMILIES[meta["family"]].PREFIX + "-seed-")
+        assert r["id"].startswith(suite.FAMILIES[meta["family"]].PREFIX + "-seed-")
         assert extract_answer(r["rationale"]) == r["answer"]  # the gold rationale ends in the gold answer
         assert judge_for_question(r["rationale"], r)[1].correct, r  # and the judge accepts it
         # the rationale first reads the scene as it is
@@ -71,8 +71,8 @@ def test_tasks_are_seeded_and_consistent():
             for op, y in zip(terms[1::2], terms[2::2]):
                 value += int(y) if op == "+" else -int(y)
             assert value == int(result) >= 0, lhs
-    assert seen == {name: {1, 2} for name in tasks.FAMILIES}  # the seed split: levels 1-2
-    assert all(r["rationale"] is None for r in tasks.generate("train", 5, cfg))  # answer-only split
+    assert seen == {name: {1, 2} for name in suite.FAMILIES}  # the seed split: levels 1-2
+    assert all(r["rationale"] is None for r in suite.generate("train", 5, cfg))  # answer-only split
 
 
 def test_levels_per_split_easy_to_hard():
@@ -80,15 +80,15 @@ def test_levels_per_split_easy_to_hard():
 
     from r3v.config import ConfigError, load_config
 
-    cfg = EmbeddedTasksConfig()
+    cfg = EmbeddedBenchConfig()
 
     def levels(split, n=60, c=cfg):
-        return sorted({json.loads(r["metadata"])["level"] for r in tasks.generate(split, n, c)})
+        return sorted({json.loads(r["metadata"])["level"] for r in suite.generate(split, n, c)})
 
     assert (levels("seed"), levels("train"), levels("test")) == ([1, 2], [1, 2, 3, 4], [1, 2, 3, 4, 5])
-    assert levels("test", c=EmbeddedTasksConfig(test_levels="3,6-7")) == [3, 6, 7]
+    assert levels("test", c=EmbeddedBenchConfig(test_levels="3,6-7")) == [3, 6, 7]
     # every family at every level, in equal shares
-    rows = tasks.generate("test", 150, cfg)
+    rows = suite.generate("test", 150, cfg)
     mix = {(json.loads(r["metadata"])["family"], json.loads(r["metadata"])["level"]) for r in rows}
     assert len(mix) == 15
     with pytest.raises(ConfigError, match="data.embedded.train_levels: bad level range '4-2'"):
@@ -102,7 +102,7 @@ def test_family_mix_is_configurable_and_validated():
 
     from r3v.config import ConfigError, load_config
 
-    rows = tasks.generate("test", 9, EmbeddedTasksConfig(families="table, chart"))
+    rows = suite.generate("test", 9, EmbeddedBenchConfig(families="table, chart"))
     assert [json.loads(r["metadata"])["family"] for r in rows[:4]] == ["table", "chart", "table", "chart"]
     with pytest.raises(ConfigError, match="data.embedded.families.*'charts'"):
         load_config(overrides=["data.embedded.families=clevr_math,charts"])
@@ -111,7 +111,7 @@ def test_family_mix_is_configurable_and_validated():
 def test_answers_are_exact_integers():
     from r3v.judge import judge_for_question
 
-    rows = tasks.generate("test", 30, EmbeddedTasksConfig())
+    rows = suite.generate("test", 30, EmbeddedBenchConfig())
     for r in rows:
         gold = int(r["answer"])
         assert judge_for_question(f"Answer: {gold}", r)[1].correct
@@ -126,12 +126,12 @@ def test_image_reaches_the_language_model(embedded_model, processor):
     the image path is wired (a trained model with gap ~0 has learned to ignore it)."""
     import pytest
 
+    from r3v.analysis.diagnostics import image_reliance
     from r3v.config import load_config
-    from r3v.diagnostics import image_reliance
-    from r3v.embedded import tasks
+    from r3v.embedded.bench import suite
     from r3v.models import load_model
 
-    questions = tasks.generate("seed", 6, load_config().data.embedded)
+    questions = suite.generate("seed", 6, load_config().data.embedded)
     r = image_reliance(load_model(embedded_model), processor, questions, batch_size=4)
     assert r["examples"] == 6 and abs(r["gap"]) > 1e-4
     with pytest.raises(ValueError, match="at least two"):
@@ -141,8 +141,8 @@ def test_image_reaches_the_language_model(embedded_model, processor):
 def test_patch_labels_mark_the_patches_under_each_object():
     import numpy as np
 
-    from r3v.embedded.shapes import Obj
-    from r3v.embedded.vision import CLASSES, patch_labels
+    from r3v.embedded.bench.shapes import Obj
+    from r3v.embedded.model.vision import CLASSES, patch_labels
 
     objs = [Obj("red", "square", x=12, y=12, r=5), Obj("blue", "circle", x=50, y=40, r=5)]
     labels = patch_labels(objs, size=64, patch=8).reshape(8, 8)
@@ -157,9 +157,9 @@ def test_patch_labels_mark_the_patches_under_each_object():
 def test_patch_labels_for_bars_and_table_cells():
     import numpy as np
 
-    from r3v.embedded.charts import Bar
-    from r3v.embedded.tables import Row
-    from r3v.embedded.vision import CLASSES, patch_labels
+    from r3v.embedded.bench.charts import Bar
+    from r3v.embedded.bench.tables import Row
+    from r3v.embedded.model.vision import CLASSES, patch_labels
 
     bars = [Bar("red", slot=0, units=2), Bar("blue", slot=3, units=5)]
     labels = patch_labels(bars, size=64, patch=8, family="chart").reshape(8, 8)
@@ -195,12 +195,12 @@ def test_reading_pretraining_examples_are_the_rationales_words():
     import random
 
     from r3v.config import EmbeddedModelConfig
-    from r3v.embedded import reading
-    from r3v.embedded.model import build_tokenizer
-    from r3v.embedded.reading import _sums, _text_batch
+    from r3v.embedded.model import reading
+    from r3v.embedded.model.build import build_tokenizer
+    from r3v.embedded.model.reading import _sums, _text_batch
 
     pairs = reading._scenes(random.Random(0), 6, 64)
-    rows = tasks.generate("seed", 6, EmbeddedTasksConfig())
+    rows = suite.generate("seed", 6, EmbeddedBenchConfig())
     # what pretraining reads aloud is how a gold rationale starts (same words, same order rule)
     heads = {json.loads(r["metadata"])["family"]: r["rationale"].split(".")[0].split(":")[0] for r in rows}
     assert sorted(text.split(":")[0] for _, text in pairs[:3]) == sorted(heads.values())
@@ -236,7 +236,7 @@ def test_reading_pretraining_examples_are_the_rationales_words():
 def test_the_built_model_reads_and_adds(embedded_model):
     facts = json.loads((embedded_model / "r3v_embedded.json").read_text())
     reading = facts["reading_pretraining"]
-    # measured at build on held-out scenes and sums (see r3v/embedded/reading.py)
+    # measured at build on held-out scenes and sums (see r3v/embedded/model/reading.py)
     # exact reading (every item of the scene right; an untrained model: 0) varies between machines:
     # measured 0.375 and 0.1875 of 48 scenes from the same code and seed (docs/results.md, session 3)
     assert reading["held_out_read_exactly"] > 0.1 and reading["held_out_sums_right"] > 0.5, reading  # sums 0.74, 0.78

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from r3v.config import EmbeddedTasksConfig
-from r3v.embedded import tasks
-from r3v.error_kinds import arithmetic_is_right, error_kind, reading_is_right
+from r3v.analysis.error_kinds import arithmetic_is_right, error_kind, reading_is_right
+from r3v.config import EmbeddedBenchConfig
+from r3v.embedded.bench import suite
 
 CHART = {"family": "chart", "qtype": "sum", "bars": {"red": 30, "blue": 70, "green": 20}}
 TABLE = {"family": "table", "qtype": "most", "table": {"red": 3, "blue": 9, "yellow": 4}}
@@ -15,7 +15,7 @@ SUM_Q = "What is the sum of the red and blue bars?"
 
 
 def test_every_gold_rationale_is_right():
-    for r in tasks.generate("seed", 96, EmbeddedTasksConfig()):
+    for r in suite.generate("seed", 96, EmbeddedBenchConfig()):
         assert error_kind(r["rationale"], True, "numeric", r["metadata"], r["question"]) == "right", r
 
 
@@ -58,7 +58,7 @@ def test_arithmetic_chains():
 
 
 def test_checking_judge_turns_lucky_positives_into_negatives():
-    from r3v.error_kinds import judge_checking_reading
+    from r3v.analysis.error_kinds import judge_checking_reading
     from r3v.judge import Verdict, judge_for_question
 
     q = {"question": SUM_Q, "answer": "100", "choices": None, "metadata": json.dumps(CHART)}

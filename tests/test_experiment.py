@@ -14,7 +14,7 @@ def experiment(tmp_path_factory, cache_dir, embedded_model):
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.experiment import experiment_flow
-    from r3v.experiment import QUICK, QUICK_OVERRIDES
+    from r3v.analysis.experiment import QUICK, QUICK_OVERRIDES
 
     root = tmp_path_factory.mktemp("runs")
     overrides = QUICK_OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
@@ -67,9 +67,9 @@ def test_an_arm_with_another_judge_judges_the_adopted_rollouts(exp_dir, cache_di
     # positives become wrong_reading negatives. (Its training is not run here: the tiny test model
     # has too few true positives to train on, which the train step refuses with a clear error.)
     from r3v import steps
+    from r3v.analysis.experiment import QUICK_OVERRIDES, adopt, arm_overrides
+    from r3v.analysis.replicates import seed_overrides
     from r3v.config import load_config
-    from r3v.experiment import QUICK_OVERRIDES, adopt, arm_overrides
-    from r3v.replicates import seed_overrides
     from r3v.run import Run, init_run
 
     overrides = QUICK_OVERRIDES + [f"run.root={exp_dir.parent}", f"model.cache_dir={cache_dir}"]
@@ -128,7 +128,7 @@ def test_scaling_and_comparison_report(exp_dir):
     assert "by task family" in md and all(f"| {f} |" in md for f in ("clevr_math", "chart", "table"))
     assert (exp_dir / "accuracy.png").stat().st_size > 1000 and (exp_dir / "scaling.png").stat().st_size > 1000
     # the paired comparison agrees with the accuracies it compares
-    from r3v.experiment import _paired_rows
+    from r3v.analysis.experiment import _paired_rows
 
     final = {r["arm"]: r["pass_at_1"] for r in results}
     pairs = {(r["arm"], r["against"]): r for r in _paired_rows(exp_dir, ARMS)}
@@ -140,7 +140,7 @@ def test_scaling_and_comparison_report(exp_dir):
 
 
 def test_mcnemar_exact_and_paired_counts():
-    from r3v.experiment import mcnemar, paired
+    from r3v.analysis.experiment import mcnemar, paired
 
     assert mcnemar(0, 0) == 1.0
     assert mcnemar(5, 5) == 1.0
@@ -177,8 +177,8 @@ def test_summary_over_seeds(experiment, exp_dir):
 
 
 def test_interval_and_seed_overrides():
+    from r3v.analysis.replicates import fmt, interval, seed_overrides
     from r3v.config import load_config
-    from r3v.replicates import fmt, interval, seed_overrides
 
     assert interval([]) == (None, None) and interval([0.5]) == (0.5, None)
     mean, half = interval([0.4, 0.5, 0.6])  # s = 0.1, t(0.975, 2) = 4.303

@@ -33,7 +33,7 @@ def test_one_iteration_on_each_family(family, tmp_path, harness):
     if family.startswith("qwen") and importlib.util.find_spec("torchvision") is None:
         pytest.skip(f"{family}'s processor needs torchvision: run in the vLLM lane (.venv-vllm)")
     from flows.iterate import r3v_flow
-    from r3v.embedded.families import build_tiny
+    from r3v.embedded.model.architectures import build_tiny
     from r3v.models import language_model_linear_names, load_model, load_processor, vision_linear_names
     from r3v.store import Store
 

@@ -64,7 +64,7 @@ def test_judge_text_unparsed_rationale_is_wrong():
 
 from pathlib import Path  # noqa: E402
 
-from r3v.judge_check import check, load_cases, question_of  # noqa: E402
+from r3v.analysis.judge_check import check, load_cases, question_of  # noqa: E402
 
 CASES = load_cases(Path(__file__).parent / "data" / "judge_cases.jsonl")
 

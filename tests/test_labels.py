@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from r3v import prompts
-from r3v.embedded.tasks import EmbeddedTasksConfig, generate
+from r3v.embedded.bench.suite import EmbeddedBenchConfig, generate
 from r3v.train.data import IGNORE, Example, collate, encode
 
-Q = generate("seed", 1, EmbeddedTasksConfig())[0]
+Q = generate("seed", 1, EmbeddedBenchConfig())[0]
 IMG = Q["image"]["bytes"]
 CASES = [
     Example("sft", IMG, tuple(prompts.cot(Q["question"])), Q["rationale"]),

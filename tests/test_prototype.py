@@ -3,11 +3,12 @@ the checkpoint, trained beside LoRA in the adapter."""
 
 import torch
 
-from r3v import prompts, prototype
-from r3v.config import EmbeddedTasksConfig
-from r3v.embedded.tasks import generate
+from r3v import prompts
+from r3v.config import EmbeddedBenchConfig
+from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model, load_processor, save_model
-from r3v.prototype import PrototypeExtractor
+from r3v.sq import prototype
+from r3v.sq.prototype import PrototypeExtractor
 from r3v.train.data import Example, collate, encode
 
 
@@ -33,7 +34,7 @@ def test_extractor_starts_as_identity_and_learns_through_its_gate():
 
 
 def _batch(processor):
-    qs = generate("seed", 3, EmbeddedTasksConfig())
+    qs = generate("seed", 3, EmbeddedBenchConfig())
     b = collate([encode(processor, Example("sft", q["image"]["bytes"], tuple(prompts.cot(q["question"])),
                                            q["rationale"]), 512) for q in qs], processor.tokenizer.pad_token_id)
     return {k: v for k, v in b.items() if k not in ("labels", "kinds")}
@@ -105,7 +106,7 @@ def test_the_extractor_trains_at_its_own_lr(embedded_model):
     from r3v.train.loop import LoopSpec, train
 
     processor = load_processor(embedded_model)
-    qs = generate("seed", 4, EmbeddedTasksConfig())
+    qs = generate("seed", 4, EmbeddedBenchConfig())
     data = [encode(processor, Example("sft", q["image"]["bytes"], tuple(prompts.cot(q["question"])), q["rationale"]),
                    512) for q in qs]
     pc = PrototypeConfig(enabled=True, lr=0.05)

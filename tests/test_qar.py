@@ -4,12 +4,12 @@ stage, bootstrapping with chains and the cot | qar | both evaluation strategies.
 import pytest
 
 from r3v import prompts
-from r3v.config import EmbeddedTasksConfig, QARConfig, load_config
-from r3v.embedded.tasks import generate
-from r3v.qar import role_examples, sample_chains
+from r3v.config import EmbeddedBenchConfig, QARConfig, load_config
+from r3v.embedded.bench.suite import generate
 from r3v.rollout import Completion, SamplingParams
+from r3v.sq.qar import role_examples, sample_chains
 
-QS = generate("test", 4, EmbeddedTasksConfig())
+QS = generate("test", 4, EmbeddedBenchConfig())
 
 
 class Scripted:

@@ -3,7 +3,7 @@
 import pytest
 
 from r3v import prompts
-from r3v.embedded.tasks import EmbeddedTasksConfig, generate
+from r3v.embedded.bench.suite import EmbeddedBenchConfig, generate
 from r3v.rollout import RolloutRequest, SamplingParams, derive_seed, sample_seeds
 
 
@@ -16,7 +16,7 @@ def sampler(embedded_model):
 
 
 def _requests(n_q=3, n=2, iteration=1):
-    rows = generate("train", n_q, EmbeddedTasksConfig())
+    rows = generate("train", n_q, EmbeddedBenchConfig())
     # the same question text -> the same prompt length -> no padding differences between layouts
     return [RolloutRequest(r["id"], r["image"]["bytes"], tuple(prompts.cot("How many objects are there?")),
                            sample_seeds(0, iteration, r["id"], n)) for r in rows]

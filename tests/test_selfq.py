@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from r3v import prompts
-from r3v.config import EmbeddedTasksConfig, SelfQuestioningConfig, load_config
-from r3v.embedded.tasks import generate
-from r3v.selfq import ask_messages, conversation, image_key, pack, sq_rows, switched
+from r3v.config import EmbeddedBenchConfig, SelfQuestioningConfig, load_config
+from r3v.embedded.bench.suite import generate
+from r3v.sq.selfq import ask_messages, conversation, image_key, pack, sq_rows, switched
 from r3v.train.data import IGNORE, KIND_INDEX, Example, collate, encode
 from r3v.train.loss import r3v_loss
 
-QS = generate("train", 6, EmbeddedTasksConfig(questions_per_image=3))
+QS = generate("train", 6, EmbeddedBenchConfig(questions_per_image=3))
 BY_ID = {q["id"]: q for q in QS}
 
 
@@ -23,8 +23,8 @@ def test_questions_per_image_asks_several_questions_about_one_image():
     assert keys[0] == keys[1] == keys[2] != keys[3] == keys[4] == keys[5]
     assert len({q["question"] for q in QS[:3]}) == 3
     # one question per image (the default) leaves the benchmark as it was
-    assert generate("train", 4, EmbeddedTasksConfig())[3]["question"] == \
-        generate("train", 4, EmbeddedTasksConfig(questions_per_image=1))[3]["question"]
+    assert generate("train", 4, EmbeddedBenchConfig())[3]["question"] == \
+        generate("train", 4, EmbeddedBenchConfig(questions_per_image=1))[3]["question"]
 
 
 def test_switching_is_seeded_with_probability_delta():
@@ -167,7 +167,7 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, em
     assert facts["steps"] >= 1 and all(v > 0 for k, v in facts.items() if k.startswith("loss/"))
     from safetensors import safe_open
 
-    from r3v.prototype import WEIGHTS_FILE
+    from r3v.sq.prototype import WEIGHTS_FILE
 
     assert (tmp_path / "sq" / "checkpoints" / "seed" / WEIGHTS_FILE).exists()
     with safe_open(str(tmp_path / "sq" / "checkpoints" / "iteration=1" / "adapter_model.safetensors"), "pt") as f:
@@ -185,12 +185,12 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, cache_dir, em
 
 def test_sq_set_from_the_store_and_a_clear_error_without_multi_question_images(tmp_path):
     from r3v.datasets import to_table
-    from r3v.selfq import build_sq_set
+    from r3v.sq.selfq import build_sq_set
     from r3v.store import Store
 
     def store_with(per_image, name):
         store = Store(tmp_path / name)
-        rows = [dict(r, split="train") for r in generate("train", 12, EmbeddedTasksConfig(questions_per_image=per_image))]
+        rows = [dict(r, split="train") for r in generate("train", 12, EmbeddedBenchConfig(questions_per_image=per_image))]
         store.write("questions", to_table(rows), split="train")
         return store
 

@@ -1,4 +1,4 @@
-"""Set rules on a hand-built pool (see data/sql/{sft_examples,refine_pairs,select_sets}.sql)."""
+"""Set rules on a hand-built pool (see r3v/sql/{sft_examples,refine_pairs,select_sets}.sql)."""
 
 import pyarrow as pa
 

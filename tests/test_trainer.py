@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from r3v import prompts
-from r3v.config import ConfigError, EmbeddedTasksConfig, load_config
+from r3v.config import ConfigError, EmbeddedBenchConfig, load_config
 from r3v.device import resolve
-from r3v.embedded.tasks import generate
+from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model
 from r3v.train.data import Example, collate, encode_all
 from r3v.train.loop import LoopSpec, train
@@ -21,7 +21,7 @@ WEIGHTS = {"sft": 1.0, "refine": 0.5, "select": 2.0, "sq": 1.0}
 def _examples(n: int = 8) -> list[Example]:
     """SFT, refine and select examples (three loss terms in one batch)."""
     out = []
-    for i, q in enumerate(generate("seed", n, EmbeddedTasksConfig())):
+    for i, q in enumerate(generate("seed", n, EmbeddedBenchConfig())):
         img, kind = q["image"]["bytes"], ("sft", "refine", "select")[i % 3]
         if kind == "sft":
             msgs = prompts.cot(q["question"], q["choices"])
@@ -131,8 +131,8 @@ def test_gradient_checkpointing_same_gradients(embedded_model, processor):
 
 PEAK_SCRIPT = """
 import sys, torch
-from r3v.config import EmbeddedTasksConfig
-from r3v.embedded.tasks import generate
+from r3v.config import EmbeddedBenchConfig
+from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model, load_processor
 from r3v.train.loop import enable_gradient_checkpointing
 from r3v.train.loss import Objective
@@ -141,7 +141,7 @@ from r3v.train.memory import peak
 torch.set_num_threads(2)
 path, ckpt = sys.argv[1], sys.argv[2] == "1"
 processor = load_processor(path)
-text = " ".join(q["rationale"] for q in generate("seed", 40, EmbeddedTasksConfig()))
+text = " ".join(q["rationale"] for q in generate("seed", 40, EmbeddedBenchConfig()))
 ids = processor.tokenizer(text, return_tensors="pt")["input_ids"][:, :700].repeat(8, 1)
 assert ids.shape == (8, 700)
 model = add_lora(load_model(path, "float32"), r=8, alpha=16, dropout=0.0, seed=0)

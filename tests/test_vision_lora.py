@@ -6,8 +6,8 @@ import json
 import torch
 
 from r3v import prompts
-from r3v.config import EmbeddedTasksConfig
-from r3v.embedded.tasks import generate
+from r3v.config import EmbeddedBenchConfig
+from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model
 from r3v.train.data import Example, collate, encode
 from r3v.train.loss import r3v_loss
@@ -16,7 +16,7 @@ WEIGHTS = {"sft": 1.0, "refine": 1.0, "select": 1.0, "sq": 1.0}
 
 
 def _batch(processor):
-    qs = generate("seed", 4, EmbeddedTasksConfig())
+    qs = generate("seed", 4, EmbeddedBenchConfig())
     return collate([encode(processor, Example("sft", q["image"]["bytes"], tuple(prompts.cot(q["question"])),
                                               q["rationale"]), 512) for q in qs], processor.tokenizer.pad_token_id)
 

@@ -84,10 +84,10 @@ def adapter(model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def requests_():
     from r3v import prompts
-    from r3v.embedded.tasks import EmbeddedTasksConfig, generate
+    from r3v.embedded.bench.suite import EmbeddedBenchConfig, generate
     from r3v.rollout import RolloutRequest, sample_seeds
 
-    rows = generate("test", 12, EmbeddedTasksConfig())
+    rows = generate("test", 12, EmbeddedBenchConfig())
     return [RolloutRequest(r["id"], r["image"]["bytes"], tuple(prompts.cot(r["question"], r["choices"])),
                            sample_seeds(0, 1, r["id"], 3)) for r in rows]
 

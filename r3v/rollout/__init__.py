@@ -88,7 +88,7 @@ def make_sampler(rc: RolloutConfig, model_path: str, adapter: str | None, dtype:
                 batch_size=rc.batch_size, progress=progress))
         return _SAMPLER["sampler"]
     if rc.backend == "vllm":
-        from r3v.prototype import has_prototype
+        from r3v.sq.prototype import has_prototype
 
         for folder in (model_path, adapter):
             if folder is not None and has_prototype(folder):

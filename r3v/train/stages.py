@@ -37,8 +37,8 @@ def _on_step(progress: Progress | None):
 
 def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
-    from r3v import prototype
     from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
+    from r3v.sq import prototype
     from r3v.steps import _write_train_log
     from r3v.train import dist, state
     from r3v.train.data import encode_all, seed_examples
@@ -56,7 +56,7 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
     questions = run.questions("seed")
     examples = seed_examples(questions, cfg.seed.direct_answers)
     if cfg.sq.enabled and cfg.sq.seed_stage:
-        from r3v.selfq import seed_sq_examples
+        from r3v.sq.selfq import seed_sq_examples
 
         examples += seed_sq_examples(questions, cfg.run.seed, cfg.sq)
     data = encode_all(processor, examples, cfg.train.max_length)
@@ -78,9 +78,9 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
 
 def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) -> dict:
     """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k."""
-    from r3v import prototype
     from r3v.models import add_lora, load_model, load_processor
     from r3v.run import done
+    from r3v.sq import prototype
     from r3v.steps import _write_train_log
     from r3v.store import atomic_dir
     from r3v.train import dist, state
@@ -112,11 +112,11 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
             if weights["sft" if r["kind"] == "qar" else r["kind"]] > 0]
     examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
     if any(r["kind"] == "sq" for r in rows):
-        from r3v.selfq import examples_from_sq_rows
+        from r3v.sq.selfq import examples_from_sq_rows
 
         examples += examples_from_sq_rows([r for r in rows if r["kind"] == "sq"], qs)
     if any(r["kind"] == "qar" for r in rows):
-        from r3v.qar import role_examples
+        from r3v.sq.qar import role_examples
 
         examples += [ex for r in rows if r["kind"] == "qar" for ex in role_examples(qs[r["question_id"]], r["chain"],
                                                                                     r["target"])]

@@ -1,6 +1,6 @@
 -- Self-questioning (SQ-LLaVA's L_SQ): every train question, the image it is about, and its latest
 -- positive rationale when the pool has one (the SFT set's pick). Questions about the same image
--- (same bytes, or the same path) are packed into multi-turn samples (r3v/selfq.py).
+-- (same bytes, or the same path) are packed into multi-turn samples (r3v/sq/selfq.py).
 CREATE OR REPLACE VIEW sq_questions AS
 SELECT q.id                                          AS question_id,
        coalesce(md5(q.image.bytes), q.image.path)    AS image_key,

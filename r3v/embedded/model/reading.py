@@ -4,7 +4,7 @@ A real VLM reaches its reasoning fine-tuning already able to say what an image s
 stage 1 aligns the projector on captions; its LM and CLIP come pretrained). Ours would otherwise
 learn to read from a thousand rationales, and the measured result is a seed model whose readings
 are wrong most of the time, so what self-training can keep is mostly lucky guesses. So the build,
-after the vision tower's patch pretraining (r3v/embedded/vision.py), trains the projector and the
+after the vision tower's patch pretraining (r3v/embedded/model/vision.py), trains the projector and the
 language model to answer "Read the image." with the scene's reading in the benchmark's own words
 ("Bars: red 30, blue 70, green 20." / "Objects: red circle, blue square." / "Table: red 3, blue 7."),
 on freshly generated scenes of every family (never a seed, train or test image, and never a
@@ -31,9 +31,9 @@ import torch
 from PIL import Image
 
 from r3v import prompts
-from r3v.config import EmbeddedModelConfig, EmbeddedTasksConfig
-from r3v.embedded import tasks
-from r3v.embedded.common import COLOURS
+from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
+from r3v.embedded.bench import suite
+from r3v.embedded.bench.common import COLOURS
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ READ_PROMPT = "Read the image."
 
 def _scenes(rng: random.Random, n: int, size: int) -> list[tuple[bytes, str]]:
     """`n` fresh (png, reading) pairs cycling through the families."""
-    tcfg = EmbeddedTasksConfig(image_size=size)
-    fams = list(tasks.FAMILIES.values())
+    tcfg = EmbeddedBenchConfig(image_size=size)
+    fams = list(suite.FAMILIES.values())
     out = []
     for i in range(n):
         fam = fams[i % len(fams)]
-        scene = tasks.make_scene(fam, rng, tcfg)
+        scene = suite.make_scene(fam, rng, tcfg)
         out.append((fam.render(scene, size), fam.reading(scene)))
     return out
 

@@ -1,11 +1,11 @@
 """Tiny random models of the real families, built from configs with a local tokenizer.
 
-`build_tiny(family, out)` writes a Hugging Face folder for LLaVA, Qwen2-VL, Qwen2.5-VL or
-Idefics3 (SmolVLM's architecture): the family's own model class, processor and image processor,
-a chat template in that family's shape (Qwen's ChatML with `<|vision_start|><|image_pad|>
+`build_tiny(architecture, out)` writes a Hugging Face folder for LLaVA, Qwen2-VL, Qwen2.5-VL or
+Idefics3 (SmolVLM's architecture): the architecture's own model class, processor and image processor,
+a chat template in that architecture's shape (Qwen's ChatML with `<|vision_start|><|image_pad|>
 <|vision_end|>` and its default system turn; Idefics3's `User:<image>...<end_of_utterance>`), and
-the embedded byte-level BPE tokenizer extended with the family's special tokens. The weights are
-random: these folders exist to prove that every family goes through the same loading, rendering,
+the embedded byte-level BPE tokenizer extended with the architecture's special tokens. The weights are
+random: these folders exist to prove that every architecture goes through the same loading, rendering,
 sampling, judging, label-masking, LoRA and training code as a real checkpoint of it would (no
 model hub here), not to learn anything.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from r3v.config import EmbeddedModelConfig
 
-FAMILIES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3")
+ARCHITECTURES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3")
 
 QWEN_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 QWEN_TEMPLATE = (
@@ -44,7 +44,7 @@ IMAGE = 64
 
 
 def _tokenizer(extra: list[str], eos: str, template: str):
-    from r3v.embedded.model import build_tokenizer
+    from r3v.embedded.model.build import build_tokenizer
 
     tok = build_tokenizer(EmbeddedModelConfig())
     tok.add_special_tokens({"additional_special_tokens": extra}, replace_extra_special_tokens=False)
@@ -57,7 +57,7 @@ def _ids(tok, names) -> dict[str, int]:
     return {n: tok.convert_tokens_to_ids(n) for n in names}
 
 
-def _qwen(family: str):
+def _qwen(architecture: str):
     import transformers as tf
 
     tok = _tokenizer(QWEN_TOKENS, "<|im_end|>", QWEN_TEMPLATE)
@@ -70,7 +70,7 @@ def _qwen(family: str):
                                  "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]})
     # 8-px patches merged 2x2: a 64-px image is 8x8 patches, 16 image tokens
     patch, merge = 8, 2
-    if family == "qwen2_vl":
+    if architecture == "qwen2_vl":
         vision = dict(depth=2, embed_dim=32, hidden_size=TEXT["hidden_size"], num_heads=2, mlp_ratio=2,
                       patch_size=patch, spatial_merge_size=merge, temporal_patch_size=2)
         config_cls, model_cls, proc_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration, tf.Qwen2VLProcessor
@@ -90,7 +90,7 @@ def _qwen(family: str):
     try:  # transformers 5 builds every Qwen-VL processor with a video processor, which needs torchvision
         video_processor = tf.Qwen2VLVideoProcessor(patch_size=patch, merge_size=merge, temporal_patch_size=2)
     except ImportError as e:
-        raise ImportError(f"{family}: the processor needs torchvision (its video processor): {e}") from None
+        raise ImportError(f"{architecture}: the processor needs torchvision (its video processor): {e}") from None
     processor = proc_cls(image_processor=image_processor, tokenizer=tok, video_processor=video_processor,
                          chat_template=QWEN_TEMPLATE)
     return model_cls(config), processor, ids["<|im_end|>"], ids["<pad>"]
@@ -118,7 +118,7 @@ def _idefics3():
 def _llava():
     import transformers as tf
 
-    from r3v.embedded.model import CHAT_TEMPLATE, END_OF_TURN
+    from r3v.embedded.model.build import CHAT_TEMPLATE, END_OF_TURN
 
     tok = _tokenizer([], END_OF_TURN, CHAT_TEMPLATE)
     ids = _ids(tok, ["<image>", END_OF_TURN, "<pad>", "<s>"])
@@ -136,19 +136,19 @@ def _llava():
     return tf.LlavaForConditionalGeneration(config), processor, ids[END_OF_TURN], ids["<pad>"]
 
 
-def build_tiny(family: str, out: str | Path, seed: int = 0) -> Path:
-    """A random tiny model of `family` (one of FAMILIES) with its processor, saved in HF layout."""
+def build_tiny(architecture: str, out: str | Path, seed: int = 0) -> Path:
+    """A random tiny model of `architecture` (one of ARCHITECTURES) with its processor, saved in HF layout."""
     import torch
 
     from r3v.models import save_model
 
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}: one of {FAMILIES}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}: one of {ARCHITECTURES}")
     torch.manual_seed(seed)
-    model, processor, eos, pad = {"llava": _llava, "idefics3": _idefics3}.get(family, lambda: _qwen(family))()
+    model, processor, eos, pad = {"llava": _llava, "idefics3": _idefics3}.get(architecture, lambda: _qwen(architecture))()
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = pad
     out = Path(out)
-    save_model(model.eval(), processor, out, extra_files={"r3v_tiny_family.json": json.dumps(
-        {"family": family, "parameters": sum(p.numel() for p in model.parameters())})})
+    save_model(model.eval(), processor, out, extra_files={"r3v_tiny_architecture.json": json.dumps(
+        {"architecture": architecture, "parameters": sum(p.numel() for p in model.parameters())})})
     return out

@@ -21,29 +21,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from r3v.config import EmbeddedModelConfig, EmbeddedTasksConfig
-from r3v.embedded import tasks
+from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
+from r3v.embedded.bench import suite
 
 log = logging.getLogger(__name__)
 
-CLASSES = ["background"] + [c for fam in tasks.FAMILIES.values() for c in fam.CLASSES]
+CLASSES = ["background"] + [c for fam in suite.FAMILIES.values() for c in fam.CLASSES]
 _INDEX = {c: i for i, c in enumerate(CLASSES)}
 
 
 def patch_labels(scene, size: int, patch: int, family: str = "clevr_math") -> np.ndarray:
     """[g*g] class ids in row-major patch order for a scene of `family`."""
-    names = tasks.FAMILIES[family].patch_classes(scene, size, patch)
+    names = suite.FAMILIES[family].patch_classes(scene, size, patch)
     return np.vectorize(_INDEX.__getitem__, otypes=[np.int64])(names).reshape(-1)
 
 
 def scenes(rng: random.Random, n: int, mcfg: EmbeddedModelConfig) -> tuple[list[Image.Image], np.ndarray]:
     """`n` fresh scenes cycling through every family, with their patch labels."""
-    tcfg = EmbeddedTasksConfig(image_size=mcfg.image_size)
+    tcfg = EmbeddedBenchConfig(image_size=mcfg.image_size)
     images, labels = [], []
-    families = list(tasks.FAMILIES.values())
+    families = list(suite.FAMILIES.values())
     for i in range(n):
         fam = families[i % len(families)]
-        scene = tasks.make_scene(fam, rng, tcfg)
+        scene = suite.make_scene(fam, rng, tcfg)
         images.append(Image.open(io.BytesIO(fam.render(scene, mcfg.image_size))).convert("RGB"))
         labels.append(patch_labels(scene, mcfg.image_size, mcfg.patch_size, fam.NAME))
     return images, np.stack(labels)

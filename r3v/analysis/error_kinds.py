@@ -28,7 +28,7 @@ from collections import Counter
 
 from r3v.judge import Verdict, judge_for_question
 
-KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
+ERROR_KINDS = ("right", "lucky", "format", "perception", "arithmetic", "reasoning", "unknown")
 _READING = {"clevr_math": ("Objects", "objects"), "chart": ("Bars", "bars"), "table": ("Table", "table")}
 _TERM = r"(?:[a-z]+ )?-?\d+"  # a number, optionally after the name it was read from: `blue 70`
 _CHAIN = re.compile(rf"((?:{_TERM} [-+] )+{_TERM}) = (-?\d+)")
@@ -139,5 +139,5 @@ def breakdown(store, iteration: int, source: str = "eval") -> list[dict]:
     out = []
     for f in sorted(counts, key=lambda f: (f == "all", f)):
         n = sum(counts[f].values())
-        out.append({"family": f, "n": n, **{k: counts[f][k] / n for k in KINDS}})
+        out.append({"family": f, "n": n, **{k: counts[f][k] / n for k in ERROR_KINDS}})
     return out

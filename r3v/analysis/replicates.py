@@ -31,10 +31,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from r3v.analysis.error_kinds import breakdown
+from r3v.analysis.report import markdown_table
 from r3v.config import Config
-from r3v.embedded.common import parse_levels
-from r3v.error_kinds import breakdown
-from r3v.report import markdown_table
+from r3v.embedded.bench.common import parse_levels
 from r3v.store import Store
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -138,7 +138,7 @@ def _final(arm_facts_: dict) -> dict | None:
 
 
 def _paired_rows(facts: dict, seeds: list[int], arms: list[str]) -> list[dict]:
-    from r3v.experiment import SEED_ARM, paired
+    from r3v.analysis.experiment import SEED_ARM, paired
 
     pairs = [(a, SEED_ARM) for a in arms if a != SEED_ARM]
     pairs += [(a, b) for a, b in (("r3v", "star"), ("r3v", "r3v-canary")) if a in arms and b in arms]
@@ -165,7 +165,7 @@ KEYS = ("pass_at_1", "hard_pass_at_1", "maj_at_n", "select_at_n", "oracle_at_n",
 
 def summary_rows(facts: dict, seeds: list[int], arms: list[str]) -> list[dict]:
     """One row per arm and iteration: every KEY's values over seeds (lists), iteration 0 the seed model's."""
-    from r3v.experiment import SEED_ARM
+    from r3v.analysis.experiment import SEED_ARM
 
     rows = []
     for arm in arms:
@@ -184,7 +184,7 @@ def summary_rows(facts: dict, seeds: list[int], arms: list[str]) -> list[dict]:
 
 def write_summary(exp_dir: str | Path, seeds: list[int], arms: list[str], cfg: Config) -> str:
     """summary.md, summary.parquet and the two plots in `exp_dir`; returns the Markdown."""
-    from r3v.experiment import SEED_ARM
+    from r3v.analysis.experiment import SEED_ARM
 
     exp_dir = Path(exp_dir)
     hard = hard_levels(cfg)
@@ -261,7 +261,7 @@ def _plots(exp_dir: Path, rows: list[dict], finals: list[dict], levels: list[int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from r3v.experiment import SEED_ARM
+    from r3v.analysis.experiment import SEED_ARM
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     seed0 = next((r for r in rows if r["arm"] == SEED_ARM and r["iteration"] == 0), None)

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, Item, Step, equations, patch_grid, to_png
+from r3v.embedded.bench.common import BACKGROUND, COLOURS, Item, Step, equations, patch_grid, to_png
 
 NAME = "clevr_math"
 PREFIX = "clevrmath"
 SHAPES = ("circle", "square", "triangle")
 CLASSES = [f"{c} {s}" for c in COLOURS for s in SHAPES]
-"""Patch classes for the vision tower's build-time pretraining (r3v/embedded/vision.py)."""
+"""Patch classes for the vision tower's build-time pretraining (r3v/embedded/model/vision.py)."""
 
 
 @dataclass(frozen=True)

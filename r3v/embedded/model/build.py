@@ -4,8 +4,8 @@ Its tokenizer is a byte-level BPE trained here with `tokenizers` on the embedded
 every prompt template, with a ChatML-style chat template. The result is a plain Hugging Face
 folder (config.json, model.safetensors, tokenizer and processor files) that loads with
 `AutoModelForImageTextToText` / `AutoProcessor` offline and with vLLM. At build time its vision
-tower is pretrained on dense patch labels (r3v/embedded/vision.py), its LM on text-only sums,
-copying and look-ups, then its projector and LM on reading scenes aloud (r3v/embedded/reading.py):
+tower is pretrained on dense patch labels (r3v/embedded/model/vision.py), its LM on text-only sums,
+copying and look-ups, then its projector and LM on reading scenes aloud (r3v/embedded/model/reading.py):
 the stand-ins for a real VLM's pretrained CLIP, pretrained LM and alignment stage; nothing of the
 questions' reasoning. It is built once per config and cached
 under `model.cache_dir`.
@@ -19,8 +19,8 @@ import json
 import logging
 from pathlib import Path
 
-from r3v.config import EmbeddedModelConfig, EmbeddedTasksConfig
-from r3v.embedded import tasks
+from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
+from r3v.embedded.bench import suite
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ def build_tokenizer(mcfg: EmbeddedModelConfig):
         vocab_size=mcfg.vocab_size, special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    from r3v.embedded.reading import READ_PROMPT
+    from r3v.embedded.model.reading import READ_PROMPT
 
-    text = (tasks.corpus(EmbeddedTasksConfig(image_size=mcfg.image_size))
+    text = (suite.corpus(EmbeddedBenchConfig(image_size=mcfg.image_size))
             + (prompts.vocabulary_text() + [READ_PROMPT]) * 20)
     tok.train_from_iterator(text, trainer)
     return PreTrainedTokenizerFast(
@@ -84,8 +84,8 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
         LlavaProcessor,
     )
 
-    from r3v.embedded.reading import pretrain_reading, pretrain_text
-    from r3v.embedded.vision import pretrain_vision
+    from r3v.embedded.model.reading import pretrain_reading, pretrain_text
+    from r3v.embedded.model.vision import pretrain_vision
     from r3v.models import save_model
 
     tokenizer = build_tokenizer(mcfg)

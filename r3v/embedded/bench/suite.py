@@ -1,10 +1,10 @@
-"""The embedded benchmark: seeded, generated visual reasoning questions from several task families.
+"""The embedded benchmark's suite: seeded, generated visual reasoning questions from several question families.
 
 Families (each a module with the same functions: `scene`, `render`, `item`, `patch_classes`):
-- `clevr_math` (r3v/embedded/shapes.py): CLEVR-Math-like shapes, "Subtract all red objects. Add 2
+- `clevr_math` (r3v/embedded/bench/shapes.py): CLEVR-Math-like shapes, "Subtract all red objects. Add 2
   blue squares. ... How many objects are left?";
-- `chart` (r3v/embedded/charts.py): ChartQA-like bar charts, bars added and subtracted in turn;
-- `table` (r3v/embedded/tables.py): TabMWP-like rendered tables with multi-step word problems.
+- `chart` (r3v/embedded/bench/charts.py): ChartQA-like bar charts, bars added and subtracted in turn;
+- `table` (r3v/embedded/bench/tables.py): TabMWP-like rendered tables with multi-step word problems.
 
 Every question has a difficulty level k = its number of reasoning steps (operations over values
 read from the image), and its gold rationale writes every value it reads and every intermediate
@@ -24,31 +24,31 @@ import json
 import random
 from types import ModuleType
 
-from r3v.config import EmbeddedTasksConfig
-from r3v.embedded import charts, shapes, tables
-from r3v.embedded.common import parse_levels
+from r3v.config import EmbeddedBenchConfig
+from r3v.embedded.bench import charts, shapes, tables
+from r3v.embedded.bench.common import parse_levels
 
 FAMILIES: dict[str, ModuleType] = {m.NAME: m for m in (shapes, charts, tables)}
 
 
-def families(cfg: EmbeddedTasksConfig) -> list[ModuleType]:
+def families(cfg: EmbeddedBenchConfig) -> list[ModuleType]:
     """The family modules `cfg.families` names, in its order."""
     return [FAMILIES[n.strip()] for n in cfg.families.split(",") if n.strip()]  # validated by the config
 
 
-def make_scene(fam: ModuleType, rng: random.Random, cfg: EmbeddedTasksConfig):
+def make_scene(fam: ModuleType, rng: random.Random, cfg: EmbeddedBenchConfig):
     if fam is shapes:
         return shapes.scene(rng, cfg.image_size, cfg.min_objects, cfg.max_objects)
     return fam.scene(rng, cfg.image_size)
 
 
-def split_levels(split: str, cfg: EmbeddedTasksConfig) -> list[int]:
+def split_levels(split: str, cfg: EmbeddedBenchConfig) -> list[int]:
     """The difficulty levels (reasoning steps) questions of `split` are drawn from."""
     spec = {"seed": cfg.seed_levels, "test": cfg.test_levels}.get(split, cfg.train_levels)
     return parse_levels(spec)  # validated by the config
 
 
-def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
+def generate(split: str, n: int, cfg: EmbeddedBenchConfig) -> list[dict]:
     """`n` canonical question rows for `split`; the same (cfg, split) always gives the same rows."""
     rng = random.Random(f"{cfg.seed}:{split}")
     fams = families(cfg)
@@ -75,7 +75,7 @@ def generate(split: str, n: int, cfg: EmbeddedTasksConfig) -> list[dict]:
     return rows
 
 
-def corpus(cfg: EmbeddedTasksConfig, n_per_level: int = 40, max_level: int = 8) -> list[str]:
+def corpus(cfg: EmbeddedBenchConfig, n_per_level: int = 40, max_level: int = 8) -> list[str]:
     """Text the embedded tokenizer is trained on: questions and rationales of every family at
     levels 1..`max_level` (all families and levels, whatever a run's mix, so one model build
     serves every mix)."""

@@ -14,7 +14,7 @@ arms differ only in the loss weights (and `r3v-checked` and the canary `r3v-cana
 questions, its M_0 (by path) and its iteration-0 evaluation, and the first trained arm's
 iteration-1 rollouts (sampled by the same M_0 with the same seeds, so identical for every arm),
 instead of recomputing them (an arm with another judge, `r3v-checked` or `r3v-canary`, adopts the rollouts and
-judges them itself). Repeated over seeds with a summary: r3v/replicates.py. A kind of set weighted 0 is left out of training, so STaR trains on the SFT
+judges them itself). Repeated over seeds with a summary: r3v/analysis/replicates.py. A kind of set weighted 0 is left out of training, so STaR trains on the SFT
 set alone.
 """
 
@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
+from r3v.analysis.report import markdown_table
 from r3v.config import Config
-from r3v.error_kinds import KINDS, breakdown
-from r3v.report import markdown_table
 from r3v.run import Run, done
 from r3v.store import Store, atomic_dir
 
@@ -167,7 +167,7 @@ def _arm_tables(arm_dir: Path, arm: str) -> tuple[pa.Table, pa.Table, pa.Table]:
 
 
 ERROR_COLUMNS = [("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("n", "rationales", "{}")] + [
-    (k, k, "{:.3f}") for k in KINDS]
+    (k, k, "{:.3f}") for k in ERROR_KINDS]
 
 
 def _error_kinds(exp_dir: Path, arms: list[str]) -> list[dict]:

@@ -1,7 +1,7 @@
 """The end-of-run report: a per-iteration table (Markdown + Parquet), an accuracy plot and the
 loss curves (PNG).
 
-The table is the `metrics` view (data/sql/metrics.sql): accuracy by metric, pool facts, set
+The table is the `metrics` view (r3v/sql/metrics.sql): accuracy by metric, pool facts, set
 sizes and step wall times per iteration; iteration 0 is the seed model. With several task
 families, pass@1 per family (the `family_accuracy` view) follows.
 """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.common import BACKGROUND, COLOURS, INK, Item, chain, equations, patch_grid, to_png
+from r3v.embedded.bench.common import BACKGROUND, COLOURS, INK, Item, chain, equations, patch_grid, to_png
 
 NAME = "chart"
 PREFIX = "chart"
