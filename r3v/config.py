@@ -435,43 +435,55 @@ class Config:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Hash of everything that changes what a run computes (not names or threads)."""
-        d = self.to_dict()
-        for path in EXECUTION_KEYS:
-            section, key = path.split(".")
-            d[section].pop(key)
-        d["model"].pop("cache_dir")
-        d.pop("orchestration")  # where the work runs changes no result
-        ro = d["rollout"]
-        ro["vllm"].pop("release")  # when the engine sleeps changes no sample
-        if ro["backend"] != "vllm":
-            ro.pop("vllm")
-        # Keys added after runs existed are hashed only when set off their default, so those
-        # runs keep their hash (and resume) while their behaviour is unchanged.
-        default = Config().to_dict()
-        for path in LATE_KEYS:
-            *parents, last = path.split(".")
-            node, ref = d, default
-            for p in parents:
-                node, ref = node.get(p, {}), ref[p]
-            if node.get(last) == ref[last]:
-                node.pop(last)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of what changes what a run computes: every key that affects results
+        (`affects_results`) and is set off its declared default. A key added to the config later is
+        at its default in every older run, so adding one never changes an old run's hash (it
+        resumes); a changed default does change it (an old run's config.yaml holds the old value)."""
+        d = {k: v for k, (v, default) in leaves(self).items() if v != default and affects_results(k, self)}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-EXECUTION_KEYS = ("run.name", "run.root", "run.torch_threads", "run.device", "train.gradient_checkpointing",
-                  "train.lean_loss", "train.loss_chunk_mb", "train.save_every", "train.processes",
-                  "train.torchrun_args")
-"""Keys that change where or how fast a run computes, not what: never in the config hash."""
+NOT_RESULTS = ("run.name", "run.root", "run.torch_threads", "run.device", "model.cache_dir",
+               "train.gradient_checkpointing", "train.lean_loss", "train.loss_chunk_mb", "train.save_every",
+               "train.processes", "train.torchrun_args", "rollout.vllm.release", "orchestration")
+"""Keys (or whole sections) that change where or how fast a run computes, not what: never in the
+config hash, and free to change when a run resumes. Every other key affects results."""
 
-LATE_KEYS = ("train.precision", "rollout.stop", "model.prototype", "model.prototype.lr", "data.embedded.questions_per_image", "train.vision_lora_r",
-             "train.vision_lora_alpha", "sq", "qar", "eval.strategy", "judge.shuffle_labels", "judge.relaxed_generic",
-             "data.embedded.seed_levels", "data.embedded.train_levels", "data.embedded.test_levels",
-             "data.max_image_pixels", "data.allow_split_overlap")
-"""Config keys introduced after the first runs: left out of the hash at their default value."""
+RESULTS_ONLY_WHEN = {"rollout.vllm": (lambda cfg: cfg.rollout.backend == "vllm", "rollout.backend=vllm")}
+"""Sections that affect results only under a condition (the vLLM engine's settings only when it samples)."""
+
+
+def _within_section(key: str, section: str) -> bool:
+    return key == section or key.startswith(section + ".")
+
+
+def affects_results(key: str, cfg: Config | None = None) -> bool:
+    """Whether `key` (dotted) can change what a run computes (under `cfg`, for conditional sections)."""
+    if any(_within_section(key, s) for s in NOT_RESULTS):
+        return False
+    for section, (when, _) in RESULTS_ONLY_WHEN.items():
+        if _within_section(key, section) and cfg is not None and not when(cfg):
+            return False
+    return True
+
+
+def _field_default(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def leaves(obj, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (value, declared default)} of every leaf field of a config (tree)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out |= leaves(v, f"{prefix}{f.name}.")
+        else:
+            out[f"{prefix}{f.name}"] = (v, _field_default(f))
+    return out
 
 
 # -- ranges and cross-field rules, checked when a config is built -----------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from r3v.config import EXECUTION_KEYS, Config, ConfigError, config_from_dict
+from r3v.config import Config, ConfigError, affects_results, config_from_dict, leaves
 from r3v.store import Store, visible_parquet
 
 log = logging.getLogger(__name__)
@@ -97,23 +97,11 @@ PREPARE_READS = ("data.", "model.")
 """The config keys the prepare step reads (the questions and the base model)."""
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v and all(isinstance(x, str) for x in v) and k not in ("columns", "engine_args"):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def changed_keys(old: Config, new: Config) -> dict[str, tuple]:
-    """{key: (old value, new value)} of the keys that differ and change results (not EXECUTION_KEYS
-    or orchestration.*)."""
-    a, b = _flat(old.to_dict()), _flat(new.to_dict())
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and k not in EXECUTION_KEYS and not k.startswith("orchestration.")
-            and k != "model.cache_dir"}
+    """{key: (old value, new value)} of the keys that differ and change results (`affects_results`)."""
+    a, b = leaves(old), leaves(new)
+    return {k: (a[k][0], b[k][0]) for k in sorted(a) if a[k][0] != b[k][0]
+            and (affects_results(k, old) or affects_results(k, new))}
 
 
 def init_run(cfg: Config) -> Path:

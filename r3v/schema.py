@@ -9,6 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from r3v.datasets import QUESTION_SCHEMA
+from r3v.objective import TERMS
 
 # One sub-question of a Questioner -> Answerer -> Reasoner chain and its answer.
 QA_PAIR = pa.struct([("question", pa.string()), ("answer", pa.string())])
@@ -70,16 +71,11 @@ TRAIN_LOG_SCHEMA = pa.schema([
     ("lr", pa.float64()),
     ("grad_norm", pa.float64()),
     ("loss_total", pa.float64()),
-    ("loss_sft", pa.float64()),
-    ("loss_refine", pa.float64()),
-    ("loss_select", pa.float64()),
-    ("tokens_sft", pa.int64()),
-    ("tokens_refine", pa.int64()),
-    ("tokens_select", pa.int64()),
     ("seconds", pa.float64()),
-    ("loss_sq", pa.float64()),  # self-questioning (null when off)
-    ("tokens_sq", pa.int64()),
     ("attempt", pa.int32()),  # 0: the first attempt; n: the n-th resume from a mid-training checkpoint
+    # per term of r3v.objective.TERMS: its token-mean loss over the step (null when it had no tokens)
+    # and its target tokens
+    *[(c, kind) for t in TERMS for c, kind in ((t.loss_column, pa.float64()), (t.tokens_column, pa.int64()))],
 ])
 
 # Evaluation predictions: eval/iteration=<k>/   (iteration 0 = seed model)

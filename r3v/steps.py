@@ -322,12 +322,12 @@ def _test_questions(run: Run) -> list[dict]:
 
 
 def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
+    from r3v.objective import TERMS
     from r3v.schema import TRAIN_LOG_SCHEMA
 
     rows = [{"step": r["step"], "epoch": r["epoch"], "lr": r["lr"], "grad_norm": r["grad_norm"],
-             "seconds": r["seconds"], "loss_total": r.get("loss/total"), "loss_sft": r.get("loss/sft"),
-             "loss_refine": r.get("loss/refine"), "loss_select": r.get("loss/select"),
-             "tokens_sft": r.get("tokens/sft", 0), "tokens_refine": r.get("tokens/refine", 0),
-             "tokens_select": r.get("tokens/select", 0), "loss_sq": r.get("loss/sq"),
-             "tokens_sq": r.get("tokens/sq", 0), "attempt": r.get("attempt", 0)} for r in logs]
+             "seconds": r["seconds"], "loss_total": r.get("loss/total"), "attempt": r.get("attempt", 0),
+             **{c: v for t in TERMS for c, v in ((t.loss_column, r.get(t.log_key)), (t.tokens_column,
+                                                                                     r.get(t.tokens_key, 0)))}}
+            for r in logs]
     run.store.write("train_log", pa.Table.from_pylist(rows, schema=TRAIN_LOG_SCHEMA), iteration=iteration)

@@ -10,8 +10,9 @@ import torch
 from r3v import prompts
 from r3v.config import EmbeddedBenchConfig, SelfQuestioningConfig, load_config
 from r3v.embedded.bench.suite import generate
+from r3v.objective import TERM_INDEX
 from r3v.sq.selfq import ask_messages, conversation, image_key, pack, sq_rows, switched
-from r3v.train.data import IGNORE, KIND_INDEX, Example, collate, encode
+from r3v.train.data import IGNORE, Example, collate, encode
 from r3v.train.loss import r3v_loss
 
 QS = generate("train", 6, EmbeddedBenchConfig(questions_per_image=3))
@@ -74,7 +75,7 @@ def test_vusr_labels_cover_the_question_and_its_end_of_turn(processor):
     eot = tok.eos_token
 
     def spans(kind):
-        idx = ((enc.token_kinds == KIND_INDEX[kind]) & (enc.labels != IGNORE)).nonzero().flatten().tolist()
+        idx = ((enc.token_kinds == TERM_INDEX[kind]) & (enc.labels != IGNORE)).nonzero().flatten().tolist()
         runs, cur = [], [idx[0]]
         for i in idx[1:]:
             if i == cur[-1] + 1:
@@ -98,7 +99,7 @@ def test_single_turn_examples_keep_one_kind_per_row(processor):
                             512) for kind in ("sft", "refine", "select")], processor.tokenizer.pad_token_id)
     for row, kind in enumerate(("sft", "refine", "select")):
         labelled = batch["labels"][row] != IGNORE
-        assert set(batch["kinds"][row][labelled].tolist()) == {KIND_INDEX[kind]}
+        assert set(batch["kinds"][row][labelled].tolist()) == {TERM_INDEX[kind]}
         assert set(batch["kinds"][row][~labelled].tolist()) == {-1}
 
 
@@ -108,9 +109,9 @@ def test_loss_sq_is_its_own_token_mean_term():
     logits = torch.zeros(2, 6, 2)
     labels = torch.full((2, 6), IGNORE)
     kinds = torch.full((2, 6), -1)
-    labels[0, 2:4], kinds[0, 2:4] = 1, KIND_INDEX["sq"]
-    labels[0, 5], kinds[0, 5] = 0, KIND_INDEX["sft"]
-    labels[1, 3:6], kinds[1, 3:6] = 1, KIND_INDEX["sft"]
+    labels[0, 2:4], kinds[0, 2:4] = 1, TERM_INDEX["sq"]
+    labels[0, 5], kinds[0, 5] = 0, TERM_INDEX["sft"]
+    labels[1, 3:6], kinds[1, 3:6] = 1, TERM_INDEX["sft"]
     total, m = r3v_loss(logits, labels, kinds, {"sft": 1.0, "refine": 1.0, "select": 1.0, "sq": 0.5})
     assert math.isclose(m["loss/sq"], math.log(2), rel_tol=1e-6) and m["tokens/sq"] == 2 and m["tokens/sft"] == 4
     assert math.isclose(float(total), 1.5 * math.log(2), rel_tol=1e-6)

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
 from r3v.analysis.report import markdown_table
 from r3v.config import Config
+from r3v.objective import TERMS
 from r3v.run import Run, done
 from r3v.store import Store, atomic_dir
 
@@ -132,8 +133,8 @@ COLUMNS = [  # (column, header, format)
     ("share_with_positive", "≥1 pos", "{:.2f}"), ("share_mixed", "mixed", "{:.2f}"),
     ("unparsed_rate", "unparsed", "{:.3f}"), ("mean_rationale_tokens", "tokens", "{:.1f}"),
     ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
-    ("loss_sft_end", "L_SFT", "{:.3f}"), ("loss_refine_end", "L_REF", "{:.3f}"), ("loss_select_end", "L_SEL", "{:.3f}"),
-    ("sq_samples", "sq", "{}"), ("loss_sq_end", "L_SQ", "{:.3f}"), ("qar_chains", "qar", "{}"),
+    *[(f"{t.loss_column}_end", t.symbol, "{:.3f}") for t in TERMS],  # metrics.sql: loss_<term>_end
+    ("sq_samples", "sq", "{}"), ("qar_chains", "qar", "{}"),
     ("qar_pass_at_1", "qar pass@1", "{:.3f}"),
     ("train_steps", "steps", "{}"), ("seconds_total", "seconds", "{:.0f}"),
 ]

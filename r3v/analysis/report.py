@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from r3v.objective import TERMS
 from r3v.store import Store
 
 COLUMNS = [  # (column, header, format)
@@ -78,8 +79,8 @@ def plot_losses(rows: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(1, len(its), figsize=(3.2 * len(its), 3), squeeze=False, sharey=True)
     for ax, it in zip(axes[0], its):
         mine = [r for r in rows if r["iteration"] == it]
-        for col, label in (("loss_sft", "L_SFT"), ("loss_refine", "L_REF"), ("loss_select", "L_SEL")):
-            pts = [(r["step"], r[col]) for r in mine if r[col] is not None]
+        for col, label in ((t.loss_column, t.symbol) for t in TERMS):
+            pts = [(r["step"], r[col]) for r in mine if r.get(col) is not None]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, lw=1)
         ax.set_title("warm-up" if it == 0 else f"iteration {it}", fontsize=9)

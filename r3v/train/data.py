@@ -23,17 +23,16 @@ import torch
 from PIL import Image
 
 from r3v import prompts
+from r3v.objective import TERM_INDEX
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-KINDS = ("sft", "refine", "select", "sq")
-KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
 
 @dataclass(frozen=True)
 class Example:
-    kind: str  # sft | refine | select | sq: the set it comes from
+    kind: str  # the loss term its targets feed (r3v.objective.TERM_NAMES: sft | refine | select | sq)
     image: bytes
     messages: tuple  # prompt messages (r3v.prompts); for a multi-turn sample, the whole conversation
     target: str = ""  # single-turn: the assistant text to learn, appended after `messages`
@@ -52,7 +51,7 @@ class Encoded:
     input_ids: torch.Tensor  # [L]
     labels: torch.Tensor  # [L]
     vision: dict[str, torch.Tensor]  # processor outputs other than text (pixel_values, grids, …), batch dim 1
-    token_kinds: torch.Tensor | None = None  # [L] index into KINDS of each labelled token, -1 elsewhere
+    token_kinds: torch.Tensor | None = None  # [L] index into r3v.objective.TERMS of each labelled token, -1 elsewhere
 
     def __post_init__(self):
         if self.token_kinds is None:
@@ -120,7 +119,7 @@ def encode(processor, ex: Example, max_length: int) -> Encoded | None:
             stop = len(processor(images=[image], text=[through], return_tensors="pt")["input_ids"][0])
         tail = (ids[n:stop] == eos).nonzero()
         end = n + int(tail[0]) + 1 if len(tail) else stop  # through its end-of-turn token
-        labels[n:end], kinds[n:end] = ids[n:end], KIND_INDEX[kind]
+        labels[n:end], kinds[n:end] = ids[n:end], TERM_INDEX[kind]
         first = n if first is None else min(first, n)
     if first is None or first >= max_length:
         return None
@@ -129,7 +128,7 @@ def encode(processor, ex: Example, max_length: int) -> Encoded | None:
     # which are cut with the ids and padded by `collate`.
     vision = {k: (v[0, :max_length] if v.shape == full["input_ids"].shape else v)
               for k, v in full.items() if k not in ("input_ids", "attention_mask")}
-    return Encoded(KIND_INDEX[ex.kind], ids, labels, vision, kinds)
+    return Encoded(TERM_INDEX[ex.kind], ids, labels, vision, kinds)
 
 
 def encode_all(processor, examples: Sequence[Example], max_length: int) -> list[Encoded]:

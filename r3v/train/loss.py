@@ -1,4 +1,5 @@
-"""The objective: L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ).
+"""The objective's loss: L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ), its terms
+declared in r3v/objective.py.
 
 R3V (Cheng et al., 2025, Eq. 5) and SQ-LLaVA's self-questioning (Sun et al., 2024).
 
@@ -25,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from r3v.train.data import IGNORE, KINDS
+from r3v.objective import TERM_NAMES
+from r3v.train.data import IGNORE
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def per_kind_losses(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Ten
 
     logits [B, L, V], labels [B, L] (IGNORE off-target), kinds: [B] (one kind per row) or [B, L]
     (per token: a multi-turn sample's question and answer tokens feed different terms), index
-    into KINDS.
+    into r3v.objective.TERM_NAMES.
     """
     shift_logits = logits[:, :-1].float()  # [B, L-1, V]
     shift_labels = labels[:, 1:]  # [B, L-1]
@@ -44,7 +46,7 @@ def per_kind_losses(logits: torch.Tensor, labels: torch.Tensor, kinds: torch.Ten
     target = shift_labels != IGNORE  # [B, L-1]
     token_kinds = kinds[:, 1:] if kinds.dim() == 2 else kinds[:, None]  # [B, L-1] or [B, 1]
     out = {}
-    for i, kind in enumerate(KINDS):
+    for i, kind in enumerate(TERM_NAMES):
         m = target & (token_kinds == i)
         n = int(m.sum())
         if n:
@@ -77,7 +79,7 @@ def lean_per_kind_losses(hidden: torch.Tensor, head: torch.nn.Module, labels: to
         nll = torch.cat([checkpoint(_nll, head, h[i:i + chunk_tokens], t[i:i + chunk_tokens], use_reentrant=False)
                          for i in range(0, len(t), chunk_tokens)])
     out = {}
-    for i, kind in enumerate(KINDS):
+    for i, kind in enumerate(TERM_NAMES):
         m = token_kinds == i
         n = int(m.sum())
         if n:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from r3v import objective
 from r3v.run import Run, file_hash
 
 Progress = Callable[[int, int], None]
@@ -63,7 +64,7 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
     spec = loop_spec(cfg, lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
                      warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed,
                      lr_by_name=prototype.lr_by_name(cfg.model.prototype))
-    weights = {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
+    weights = objective.weights(cfg, "seed")
     folder = state_dir(run, "seed", 0)
     logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=_on_step(progress),
                  state_dir=folder)
@@ -77,7 +78,8 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
 
 
 def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) -> dict:
-    """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k."""
+    """L = Σ λ_t·L_t over r3v.objective.TERMS (λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL + λ_sq·L_SQ) with
+    LoRA on M_0 -> checkpoints/iteration=k."""
     from r3v.models import add_lora, load_model, load_processor
     from r3v.run import done
     from r3v.sq import prototype
@@ -103,13 +105,11 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
         model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
                          seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
                          modules_to_save=[prototype.NAME] if hasattr(model, prototype.NAME) else None)  # trains fully
-    weights = {"sft": tc.lambda_sft, "refine": tc.lambda_ref, "select": tc.lambda_sel,
-               "sq": cfg.sq.lambda_sq if cfg.sq.enabled else 0.0}
+    weights = objective.weights(cfg, "train")
     qs = {q["id"]: q for q in run.questions("train")}
-    # A kind weighted 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
-    # the role turns of positive chains (set `qar`) are SFT targets
+    # A set whose term weighs 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
     rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
-            if weights["sft" if r["kind"] == "qar" else r["kind"]] > 0]
+            if weights[objective.TERM_OF_KIND[r["kind"]]] > 0]
     examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
     if any(r["kind"] == "sq" for r in rows):
         from r3v.sq.selfq import examples_from_sq_rows
