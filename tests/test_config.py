@@ -59,3 +59,26 @@ def test_real_model_configs_carry_the_papers_hyper_parameters(name, family):
     assert cfg.data.source == "files" and {s.format for s in (cfg.data.seed_split, cfg.data.train_split,
                                                               cfg.data.test_split)} == {"tabmwp"}
     assert cfg.model.dtype == "bfloat16" and cfg.rollout.backend == "vllm"
+
+
+def test_every_key_is_documented_where_it_is_declared():
+    from r3v.config import key_docs
+
+    docs = key_docs()
+    leaves = {k: d for k, d in docs.items() if not d["section"]}
+    assert len(leaves) > 100
+    assert not [k for k, d in leaves.items() if len(d["doc"]) < 12], "config keys without a docstring"
+    assert "Eq. 5" in docs["train.lambda_ref"]["doc"] and docs["train.lambda_ref"]["default"] == 1.0
+
+
+def test_config_explain_cli(capsys):
+    from r3v.cli import main
+
+    assert main(["config", "explain", "train.lambda_sel"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("train.lambda_sel: float = 1.0") and "L_SEL" in out
+    assert main(["config", "explain", "orchestration"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[orchestration]") and "orchestration.shard_size: int = 200  (not in the config hash" in out
+    assert main(["config", "explain", "train.lamda_sel"]) == 2
+    assert "did you mean train.lambda_sel" in capsys.readouterr().err
