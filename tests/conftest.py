@@ -1,4 +1,14 @@
-"""Shared fixtures: the embedded model built once per session into a temporary cache."""
+"""Shared fixtures, one of each per session.
+
+- `small_model`: the embedded model's architecture and tokenizer with only a few pretraining
+  steps (seconds to build): for the tests of plumbing, which need a real model, not a good one.
+  The fast tier (`pytest -m "not slow"`) uses this one alone.
+- `embedded_model`: the default embedded model, pretrained as `r3v run` builds it (minutes;
+  R3V_TEST_MODEL_CACHE=DIR reuses a cache that holds it). Slow tests only.
+- `harness`: one temporary Prefect server for every test that runs a flow.
+- `flow_run`: one finished iteration of the flow; its checkpoints/seed is the trained M_0 that
+  tests of later steps start from instead of training their own.
+"""
 
 from __future__ import annotations
 
@@ -31,11 +41,30 @@ def embedded_model(cache_dir):
     return ensure_built(cfg.model.embedded, cache_dir)
 
 
+SMALL_BUILD = {"vision_pretrain_steps": 2, "reading_pretrain_steps": 2, "text_pretrain_steps": 2}
+"""The small model's build: the default config but for the pretraining steps (same tokenizer)."""
+
+
 @pytest.fixture(scope="session")
-def processor(embedded_model):
+def small_model(cache_dir):
+    """Path of the embedded model's architecture with only SMALL_BUILD's pretraining steps."""
+    import dataclasses
+
+    import torch
+
+    from r3v.config import load_config
+    from r3v.embedded.model.build import ensure_built
+
+    torch.set_num_threads(int(os.environ.get("R3V_TEST_THREADS", "2")))
+    return ensure_built(dataclasses.replace(load_config().model.embedded, **SMALL_BUILD), cache_dir)
+
+
+@pytest.fixture(scope="session")
+def processor(small_model):
+    """The embedded model's processor (its tokenizer does not depend on the pretraining steps)."""
     from r3v.models import load_processor
 
-    return load_processor(embedded_model)
+    return load_processor(small_model)
 
 
 FLOW_OVERRIDES = [
@@ -46,17 +75,23 @@ FLOW_OVERRIDES = [
 
 
 @pytest.fixture(scope="session")
-def flow_run(tmp_path_factory, cache_dir, embedded_model):
-    """One iteration of the real flow on the tiny model (run twice: the second is a no-op resume);
-    its seed model (checkpoints/seed) is the trained M_0 other tests start from."""
+def harness():
+    """One temporary Prefect server (prefect_test_harness) for every test that runs a flow."""
     from prefect.testing.utilities import prefect_test_harness
 
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
+    """One iteration of the real flow on the tiny model (run twice: the second is a no-op resume);
+    its seed model (checkpoints/seed) is the trained M_0 other tests start from."""
     from flows.iterate import r3v_flow
 
     root = tmp_path_factory.mktemp("runs")
     overrides = FLOW_OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
-    with prefect_test_harness(server_startup_timeout=120):
-        md = r3v_flow(overrides=overrides, run_name="it")
-        again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
+    md = r3v_flow(overrides=overrides, run_name="it")
+    again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
     assert md == again and "| 1 |" in md
     return root / "it"

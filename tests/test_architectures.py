@@ -57,7 +57,13 @@ def _logits(model, processor, enc):
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_plumbing_of_each_architecture(architecture, tiny, tmp_path):
     _needs_torchvision(architecture)
-    from r3v.models import add_lora, language_model_linear_names, load_model, load_processor, vision_linear_names
+    from r3v.models import (
+        add_lora,
+        language_model_linear_names,
+        load_model,
+        load_processor,
+        vision_linear_names,
+    )
     from r3v.train.data import IGNORE, Example, encode
 
     path = tiny(architecture)

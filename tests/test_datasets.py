@@ -85,7 +85,7 @@ def test_hf_datasets_folder_with_image_column(tmp_path):
     Image.open(io.BytesIO(table["image"][0].as_py()["bytes"])).verify()
 
 
-def test_prepare_step_reads_files_and_reports_bad_rows(tmp_path, embedded_model):
+def test_prepare_step_reads_files_and_reports_bad_rows(tmp_path, small_model):
     """A run on user files: bad rows are skipped, counted and listed; every good row is stored."""
     from r3v import steps
     from r3v.config import load_config
@@ -95,7 +95,7 @@ def test_prepare_step_reads_files_and_reports_bad_rows(tmp_path, embedded_model)
     f = _jsonl(tmp_path, [GOOD, dict(GOOD, id="b", image="img/bad.png"), dict(GOOD, id="c", rationale="Answer: 3")])
     split = {"path": str(f), "format": "jsonl"}
     cfg = load_config(overrides=[f"run.root={tmp_path / 'runs'}", "run.name=files", "data.source=files",
-                                 "data.skip_bad_rows=true", f"model.source={embedded_model}",
+                                 "data.skip_bad_rows=true", f"model.source={small_model}",
                                  "data.allow_split_overlap=true"]  # one file for every split
                       + [f"data.{s}_split.{k}={v}" for s in ("seed", "train", "test") for k, v in split.items()])
     run_dir = init_run(cfg)

@@ -4,6 +4,7 @@ import io
 import json
 import re
 
+import pytest
 from PIL import Image
 
 from r3v.config import EmbeddedBenchConfig
@@ -11,15 +12,15 @@ from r3v.embedded.bench import suite
 from r3v.judge import extract_answer
 
 
-def test_reloads_with_auto_classes_offline(embedded_model, monkeypatch):
+def test_reloads_with_auto_classes_offline(small_model, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model, info = AutoModelForImageTextToText.from_pretrained(str(embedded_model), output_loading_info=True)
+    model, info = AutoModelForImageTextToText.from_pretrained(str(small_model), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     n = sum(p.numel() for p in model.parameters())
     assert 1e6 < n < 2e7, n  # "a few million parameters"
-    processor = AutoProcessor.from_pretrained(str(embedded_model))
+    processor = AutoProcessor.from_pretrained(str(small_model))
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}]
     text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     enc = processor(images=[Image.new("RGB", (64, 64))], text=[text], return_tensors="pt")
@@ -27,10 +28,10 @@ def test_reloads_with_auto_classes_offline(embedded_model, monkeypatch):
     assert model(**enc).logits.shape[-1] == model.config.text_config.vocab_size
 
 
-def test_checkpoint_keys_are_vllm_layout(embedded_model):
+def test_checkpoint_keys_are_vllm_layout(small_model):
     from safetensors import safe_open
 
-    with safe_open(str(embedded_model / "model.safetensors"), "pt") as f:
+    with safe_open(str(small_model / "model.safetensors"), "pt") as f:
         keys = list(f.keys())
     vision = [k for k in keys if k.startswith("vision_tower.")]
     assert vision and all(k.startswith("vision_tower.vision_model.") for k in vision)
@@ -121,7 +122,7 @@ def test_answers_are_exact_integers():
             assert not judge_for_question(f"Answer: {gold * 1.04:.1f}", r)[1].correct
 
 
-def test_image_reaches_the_language_model(embedded_model, processor):
+def test_image_reaches_the_language_model(small_model, processor):
     """On the freshly built model, pairing rationales with the wrong images changes their loss:
     the image path is wired (a trained model with gap ~0 has learned to ignore it)."""
     import pytest
@@ -132,10 +133,10 @@ def test_image_reaches_the_language_model(embedded_model, processor):
     from r3v.models import load_model
 
     questions = suite.generate("seed", 6, load_config().data.embedded)
-    r = image_reliance(load_model(embedded_model), processor, questions, batch_size=4)
+    r = image_reliance(load_model(small_model), processor, questions, batch_size=4)
     assert r["examples"] == 6 and abs(r["gap"]) > 1e-4
     with pytest.raises(ValueError, match="at least two"):
-        image_reliance(load_model(embedded_model), processor, questions[:1])
+        image_reliance(load_model(small_model), processor, questions[:1])
 
 
 def test_patch_labels_mark_the_patches_under_each_object():
@@ -172,10 +173,10 @@ def test_patch_labels_for_bars_and_table_cells():
     assert (labels > 0).sum() == 4
 
 
-def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(embedded_model):
+def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(small_model):
     from r3v.models import freeze_vision_tower, load_model
 
-    model = load_model(embedded_model)
+    model = load_model(small_model)
     n = freeze_vision_tower(model)
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     assert n == sum(p.numel() for name, p in model.named_parameters() if name in frozen) > 0
@@ -184,6 +185,7 @@ def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(embed
     assert any("language_model" in name and p.requires_grad for name, p in model.named_parameters())
 
 
+@pytest.mark.slow
 def test_built_model_records_its_vision_pretraining(embedded_model):
     import json
 
@@ -233,6 +235,7 @@ def test_reading_pretraining_examples_are_the_rationales_words():
     assert (packed["labels"][packed["attention_mask"] == 0] == -100).all()
 
 
+@pytest.mark.slow
 def test_the_built_model_reads_and_adds(embedded_model):
     facts = json.loads((embedded_model / "r3v_embedded.json").read_text())
     reading = facts["reading_pretraining"]

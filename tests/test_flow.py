@@ -92,19 +92,16 @@ def test_r3v_errors_cli(run_dir):
     assert float(rows["all"][-1]) == 0  # the embedded questions all keep their truth: no `unknown`
 
 
-def test_two_iterations_continue_from_previous_adapter(run_dir, tmp_path, cache_dir):
+def test_two_iterations_continue_from_previous_adapter(run_dir, tmp_path, cache_dir, harness):
     """Iteration 2 continues iteration 1's adapter (train.init=continue) and its sets come from the
     pool of both iterations. Starts from the first run's M_0 as a local model, without a seed stage."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from flows.iterate import r3v_flow
     from r3v.store import Store
 
     overrides = OVERRIDES + [f"run.root={tmp_path}", f"model.cache_dir={cache_dir}", "run.iterations=2",
                              "train.init=continue", "seed.enabled=false", "eval.evaluate_seed=false",
                              f"model.source={run_dir / 'checkpoints' / 'seed'}"]
-    with prefect_test_harness(server_startup_timeout=120):
-        r3v_flow(overrides=overrides, run_name="cont")
+    r3v_flow(overrides=overrides, run_name="cont")
     store = Store(tmp_path / "cont")
     q = lambda sql: store.query(sql).to_pylist()  # noqa: E731
     assert q("SELECT iteration, count(*) AS n FROM samples GROUP BY 1 ORDER BY 1") == [

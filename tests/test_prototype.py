@@ -50,10 +50,10 @@ def _one_step(peft_model, batch):
         return peft_model(**batch).logits
 
 
-def test_checkpoint_and_adapter_carry_the_extractor(embedded_model, tmp_path):
-    processor = load_processor(embedded_model)
+def test_checkpoint_and_adapter_carry_the_extractor(small_model, tmp_path):
+    processor = load_processor(small_model)
     batch = _batch(processor)
-    model = load_model(embedded_model)
+    model = load_model(small_model)
     with torch.no_grad():
         base = model(**batch).logits
     ext = prototype.install(model, clusters=prototype.clusters_for(model, 256, 0.25), em_steps=2)
@@ -82,30 +82,30 @@ def test_checkpoint_and_adapter_carry_the_extractor(embedded_model, tmp_path):
     assert not torch.allclose(getattr(merged, prototype.NAME).gate, ext.gate)  # the trained copy
 
 
-def test_an_extractor_added_at_training_travels_in_the_adapter(embedded_model, tmp_path):
+def test_an_extractor_added_at_training_travels_in_the_adapter(small_model, tmp_path):
     """A base model without an extractor (an adopted M_0): the iteration installs a gate-0 one,
     trains it in the adapter, and loading the adapter onto the plain base restores it."""
-    processor = load_processor(embedded_model)
+    processor = load_processor(small_model)
     batch = _batch(processor)
-    model = load_model(embedded_model)
+    model = load_model(small_model)
     prototype.ensure(model, clusters=8, em_steps=2)
     peft_model = add_lora(model.train(), r=4, alpha=8, dropout=0.0, modules_to_save=[prototype.NAME])
     trained = _one_step(peft_model, batch)
     peft_model.save_pretrained(tmp_path / "adapter")
     prototype.write_config(peft_model.base_model.model, tmp_path / "adapter")
-    merged = load_model(embedded_model, adapter=tmp_path / "adapter")
+    merged = load_model(small_model, adapter=tmp_path / "adapter")
     assert getattr(merged, prototype.NAME).clusters == 8
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, trained, atol=1e-4)
 
 
-def test_the_extractor_trains_at_its_own_lr(embedded_model):
+def test_the_extractor_trains_at_its_own_lr(small_model):
     """`model.prototype.lr`: the trainer gives the extractor's parameters their own learning rate
     (here 0: the extractor stays put while LoRA moves; then a large one: its gate opens)."""
     from r3v.config import PrototypeConfig
     from r3v.train.loop import LoopSpec, train
 
-    processor = load_processor(embedded_model)
+    processor = load_processor(small_model)
     qs = generate("seed", 4, EmbeddedBenchConfig())
     data = [encode(processor, Example("sft", q["image"]["bytes"], tuple(prompts.cot(q["question"])), q["rationale"]),
                    512) for q in qs]
@@ -113,7 +113,7 @@ def test_the_extractor_trains_at_its_own_lr(embedded_model):
     assert prototype.lr_by_name(pc) == ((prototype.NAME, 0.05),)
     assert prototype.lr_by_name(PrototypeConfig(enabled=True)) == ()  # 0: the stage's lr
     for lr, moves in ((1e-12, False), (0.05, True)):
-        model = load_model(embedded_model)
+        model = load_model(small_model)
         prototype.ensure(model, clusters=8, em_steps=2)
         peft_model = add_lora(model.train(), r=4, alpha=8, dropout=0.0, modules_to_save=[prototype.NAME])
         ext = getattr(peft_model.base_model.model, prototype.NAME).modules_to_save["default"]

@@ -33,14 +33,6 @@ def _counts(run_dir) -> dict[str, int]:
             for v in ("questions", "samples", "sets", "metrics", "loss_curves", "src_eval", "src_eval_metrics")}
 
 
-@pytest.fixture(scope="module")
-def harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _resume(flow_run, tmp_path, damage) -> tuple[set[str], dict, dict]:
     """Copy the finished run, damage it, resume it with the same config: (redone records, counts
     before, counts after)."""

@@ -12,11 +12,11 @@ from r3v.rollout import RolloutRequest, SamplingParams, derive_seed, sample_seed
 
 
 @pytest.fixture(scope="module")
-def sampler(embedded_model):
+def sampler(small_model):
     from r3v.config import RolloutConfig
     from r3v.rollout import make_sampler
 
-    return make_sampler(RolloutConfig(batch_size=8), str(embedded_model), None, "float32", progress=False)
+    return make_sampler(RolloutConfig(batch_size=8), str(small_model), None, "float32", progress=False)
 
 
 def _requests(n_q=3, n=2, iteration=1):
@@ -75,7 +75,7 @@ def test_stop_strings_cut_the_completion(sampler):
     assert cut[0][0].finished and cut[0][0].text == full[0][0].text[:full[0][0].text.find(word)].strip()
 
 
-def test_vllm_backend_names_the_extra_when_vllm_is_missing(embedded_model):
+def test_vllm_backend_names_the_extra_when_vllm_is_missing(small_model):
     import importlib.util
 
     from r3v.config import RolloutConfig
@@ -84,7 +84,7 @@ def test_vllm_backend_names_the_extra_when_vllm_is_missing(embedded_model):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed here (tests/test_vllm.py covers the backend)")
     with pytest.raises(ImportError, match=r'pip install "r3v\[vllm\]"'):
-        make_sampler(RolloutConfig(backend="vllm"), str(embedded_model), None, "float32")
+        make_sampler(RolloutConfig(backend="vllm"), str(small_model), None, "float32")
 
 
 def test_vllm_settings_only_hash_when_vllm_is_the_backend():
@@ -98,17 +98,17 @@ def test_vllm_settings_only_hash_when_vllm_is_the_backend():
     assert load_config(None, ["rollout.stop=['Question:']"]).hash() != base.hash()
 
 
-def test_the_process_keeps_one_loaded_sampler_until_released(embedded_model, tmp_path):
+def test_the_process_keeps_one_loaded_sampler_until_released(small_model, tmp_path):
     import shutil
 
     from r3v.config import RolloutConfig
     from r3v.rollout import make_sampler, release
 
     rc = RolloutConfig()
-    a = make_sampler(rc, str(embedded_model), None, "float32", progress=False)
-    assert make_sampler(rc, str(embedded_model), None, "float32", progress=False) is a  # shards reuse it
+    a = make_sampler(rc, str(small_model), None, "float32", progress=False)
+    assert make_sampler(rc, str(small_model), None, "float32", progress=False) is a  # shards reuse it
     copy = tmp_path / "model"
-    shutil.copytree(embedded_model, copy)
+    shutil.copytree(small_model, copy)
     b = make_sampler(rc, str(copy), None, "float32", progress=False)  # another model: loaded anew
     assert b is not a
     for f in copy.glob("*.safetensors"):  # the same path rewritten (a recreated run): loaded anew

@@ -65,9 +65,9 @@ def test_device_is_resolved_and_checked_and_not_hashed():
         load_config(overrides=["train.processes=3"])
 
 
-def test_lean_loss_equals_full_logits_loss_and_gradients(embedded_model, processor):
+def test_lean_loss_equals_full_logits_loss_and_gradients(small_model, processor):
     """Same per-kind token means and LoRA gradients as the [B, L, V] path, in one chunk and in many."""
-    model = _lora(embedded_model)
+    model = _lora(small_model)
     assert lean_parts(model) is not None
     batch = collate(encode_all(processor, _examples(), 512), processor.tokenizer.pad_token_id)
     full = _loss_and_grads(model, batch, lean=False)
@@ -91,10 +91,10 @@ def test_lean_loss_equals_full_logits_loss_and_gradients(embedded_model, process
         assert math.isclose(lean[1][k], v, rel_tol=1e-5)
 
 
-def test_bf16_trains_with_float32_lora_and_fp16_scales(embedded_model, processor):
+def test_bf16_trains_with_float32_lora_and_fp16_scales(small_model, processor):
     data = encode_all(processor, _examples(4), 512)
     pad = processor.tokenizer.pad_token_id
-    model = _lora(embedded_model, "bfloat16")  # bf16 weights, LoRA (and so AdamW state) float32
+    model = _lora(small_model, "bfloat16")  # bf16 weights, LoRA (and so AdamW state) float32
     lora = [p for n, p in model.named_parameters() if p.requires_grad]
     assert lora and all(p.dtype == torch.float32 for p in lora)
     assert next(p for n, p in model.named_parameters() if "embed_tokens" in n).dtype == torch.bfloat16
@@ -103,7 +103,7 @@ def test_bf16_trains_with_float32_lora_and_fp16_scales(embedded_model, processor
                  progress=False)
     assert logs[-1]["loss/total"] < 0.95 * logs[0]["loss/total"]
     assert all(p.dtype == torch.float32 for p in lora)
-    model = _lora(embedded_model)  # float32 weights, fp16 autocast with a gradient scaler
+    model = _lora(small_model)  # float32 weights, fp16 autocast with a gradient scaler
     # the scaler skips the steps whose scaled gradients overflow while it lowers its scale from
     # 65536 (measured on the embedded model: 3 steps), then trains
     logs = train(model, data, LoopSpec(lr=3e-3, batch_size=4, max_steps=5, precision="fp16"), WEIGHTS, pad,
@@ -111,12 +111,12 @@ def test_bf16_trains_with_float32_lora_and_fp16_scales(embedded_model, processor
     assert all(math.isfinite(r["loss/total"]) for r in logs) and logs[-1]["loss/total"] < logs[0]["loss/total"]
 
 
-def test_gradient_checkpointing_same_gradients(embedded_model, processor):
+def test_gradient_checkpointing_same_gradients(small_model, processor):
     """LoRA on the language model and the vision tower: the same loss and gradients with it."""
     from r3v.train.loop import enable_gradient_checkpointing
 
     batch = collate(encode_all(processor, _examples(4), 512), processor.tokenizer.pad_token_id)
-    model = _lora(embedded_model, vision_r=4)
+    model = _lora(small_model, vision_r=4)
     model.train()
     plain = _loss_and_grads(model, batch)
     enable_gradient_checkpointing(model)
@@ -155,7 +155,7 @@ print(m["bytes"])
 """
 
 
-def test_gradient_checkpointing_lowers_peak_memory(embedded_model):
+def test_gradient_checkpointing_lowers_peak_memory(small_model):
     """One LoRA step on 8 x 700-token text examples (the activations dominate), measured with
     r3v.train.memory.peak (the process's RSS high-water mark on this CPU) in a fresh process per
     setting: in the test process, memory earlier tests freed and the allocator kept hides part
@@ -165,7 +165,7 @@ def test_gradient_checkpointing_lowers_peak_memory(embedded_model):
 
     used = {}
     for ckpt in (False, True):
-        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(embedded_model), str(int(ckpt))],
+        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(small_model), str(int(ckpt))],
                              capture_output=True, text=True, check=True).stdout
         used[ckpt] = int(out.strip().splitlines()[-1])
     assert used[True] < 0.6 * used[False], used

@@ -28,8 +28,8 @@ def _step_loss(model, batch):
     return loss
 
 
-def test_vision_lora_gets_gradients_and_its_own_rank(embedded_model, processor, tmp_path):
-    model = add_lora(load_model(embedded_model), r=8, alpha=16, dropout=0.0, vision_r=4, vision_alpha=4)
+def test_vision_lora_gets_gradients_and_its_own_rank(small_model, processor, tmp_path):
+    model = add_lora(load_model(small_model), r=8, alpha=16, dropout=0.0, vision_r=4, vision_alpha=4)
     lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
     vision = {n: p for n, p in lora.items() if ".vision_tower." in n}
     language = {n: p for n, p in lora.items() if ".language_model." in n}
@@ -58,10 +58,10 @@ def test_vision_lora_gets_gradients_and_its_own_rank(embedded_model, processor, 
     model.save_pretrained(tmp_path / "adapter")
     cfg = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert set(cfg["rank_pattern"].values()) == {4} and set(cfg["alpha_pattern"].values()) == {4}
-    merged = load_model(embedded_model, adapter=tmp_path / "adapter")
+    merged = load_model(small_model, adapter=tmp_path / "adapter")
     with torch.no_grad():
         after = merged(**b).logits
     assert torch.allclose(before, after, atol=1e-4)
-    base = load_model(embedded_model)
+    base = load_model(small_model)
     with torch.no_grad():
         assert not torch.allclose(base(**b).logits, after, atol=1e-4)

@@ -37,10 +37,8 @@ def rc(vc):
 
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory, cache_dir, embedded_model):
+def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
     """One iteration of the real flow with rollout.backend=vllm (prefect_test_harness)."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from flows.iterate import r3v_flow
     from r3v.rollout import vllm_backend as vb
 
@@ -52,8 +50,7 @@ def flow_run(tmp_path_factory, cache_dir, embedded_model):
         *(f"rollout.vllm.{k}={v}" for k, v in ENGINE.items()),
     ]
     loads = vb.LOADS
-    with prefect_test_harness(server_startup_timeout=120):
-        md = r3v_flow(overrides=overrides, run_name="vllm")
+    md = r3v_flow(overrides=overrides, run_name="vllm")
     return root / "vllm", md, vb.LOADS - loads
 
 
