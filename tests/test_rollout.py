@@ -57,10 +57,17 @@ def test_samples_reproduce_whatever_the_batch(sampler):
             assert c.completion_tokens <= 12 and c.prompt_tokens > 64
 
 
-def test_greedy_is_deterministic(sampler):
+@pytest.mark.slow
+def test_greedy_is_deterministic(embedded_model):
+    """On the pretrained model (the small one's greedy answer is empty: nothing to compare)."""
+    from r3v.config import RolloutConfig
+    from r3v.rollout import make_sampler
+
+    sampler = make_sampler(RolloutConfig(batch_size=8), str(embedded_model), None, "float32", progress=False)
     params = SamplingParams(temperature=0.0, max_new_tokens=8)
     reqs = _requests(n=1)
-    assert [r[0].text for r in sampler.generate(reqs, params)] == [r[0].text for r in sampler.generate(reqs, params)]
+    first = [r[0].text for r in sampler.generate(reqs, params)]
+    assert all(first) and first == [r[0].text for r in sampler.generate(reqs, params)]
 
 
 def test_stop_strings_cut_the_completion(sampler):
@@ -69,10 +76,13 @@ def test_stop_strings_cut_the_completion(sampler):
     assert cut_at_stop("Objects: a. Answer: 3", ["Answer:"]) == ("Objects: a. ", True)
     assert cut_at_stop("abc", ["x", ""]) == ("abc", False)
     reqs = _requests(n=1)
-    full = sampler.generate(reqs, SamplingParams(temperature=0.0, max_new_tokens=24))
-    word = next(w for w in full[0][0].text.split() if len(w) > 2)  # a word the greedy completion writes
-    cut = sampler.generate(reqs, SamplingParams(temperature=0.0, max_new_tokens=24, stop=(word,)))
-    assert cut[0][0].finished and cut[0][0].text == full[0][0].text[:full[0][0].text.find(word)].strip()
+    # sampled (seeded per request: the same text again) — the small model's greedy answer may be empty
+    full = sampler.generate(reqs, SamplingParams(temperature=1.0, max_new_tokens=24))
+    text = full[0][0].text
+    assert len(text.strip()) > 4, text
+    word = text.strip()[len(text.strip()) // 2:][:2]  # two characters the completion writes mid-way
+    cut = sampler.generate(reqs, SamplingParams(temperature=1.0, max_new_tokens=24, stop=(word,)))
+    assert cut[0][0].finished and cut[0][0].text == text[:text.find(word)].strip()
 
 
 def test_vllm_backend_names_the_extra_when_vllm_is_missing(small_model):
