@@ -20,6 +20,7 @@ from prefect import flow
 
 from flows.rollout import rollout
 from r3v.config import load_config
+from r3v.progress import quiet_libraries
 from r3v.run import clean_partials, init_run, run_lock
 from tasks import build_sets, evaluate, judge, prepare, report, seed, train
 
@@ -38,7 +39,56 @@ def _flow_run_name() -> str:
     return f"r3v-{name}"
 
 
-@flow(name="r3v", flow_run_name=_flow_run_name, log_prints=True)
+_SIGNALS = {9: "SIGKILL (kill -9, or the kernel's out-of-memory killer: its log, `dmesg`, says which)",
+            15: "SIGTERM (stopped by a person, the scheduler or the machine shutting down)",
+            2: "SIGINT (Ctrl-C)"}
+
+
+def crash_message(prefect_message: str, run_dir: str | None) -> str:
+    """What a crashed flow run's state says instead of Prefect's generic guess ("may be caused by
+    exceeding memory limits"): how the process ended, what the run folder keeps, what Retry does."""
+    import re
+
+    m = re.search(r"status code:? (-?\d+)", prefect_message or "")
+    code = int(m.group(1)) if m else None
+    sig = -code if code is not None and code < 0 else (code - 128 if code is not None and code > 128 else None)
+    how = (f"killed by {_SIGNALS.get(sig, f'signal {sig}')}" if sig else
+           f"exited with status {code}" if code is not None else "ended without reporting a result")
+    msg = f"The flow's process was {how}."
+    if run_dir:
+        from r3v.store import Store
+
+        try:
+            done = Store(run_dir).query("SELECT iteration, step FROM src_steps ORDER BY finished_at").to_pylist()
+        except Exception:  # noqa: BLE001 - a message must not fail
+            done = []
+        if done:
+            last = done[-1]
+            name = last["step"] if last["step"] in ("prepare", "seed") else f"{last['step']}-it{last['iteration']}"
+            msg += (f" {len(done)} finished steps are kept in {run_dir} (the last: {name}), with every finished "
+                    f"rollout shard and the last mid-training checkpoint.")
+        else:
+            msg += f" No step had finished in {run_dir}."
+    return msg + " Retry resumes it: finished steps show as Cached, the interrupted one continues."
+
+
+def _explain_crash(flow, flow_run, state) -> None:
+    """on_crashed hook (run by the serving process when the flow's process dies): replace the
+    crash message with crash_message's."""
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    p = flow_run.parameters or {}
+    try:
+        extra = list(p.get("overrides") or []) + ([f"run.name={p['run_name']}"] if p.get("run_name") else [])
+        run_dir = str(load_config(p.get("config"), extra).run_dir)
+    except (OSError, ValueError):
+        run_dir = None
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Crashed(message=crash_message(state.message, run_dir)), force=True)
+
+
+@flow(name="r3v", flow_run_name=_flow_run_name, log_prints=True, on_crashed=[_explain_crash])
 def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_name: str = "",
              iterations: int = 0) -> str:
     """Run (or resume) an R3V run. `config`: a YAML path; `overrides`: `key=value` items;
@@ -48,6 +98,7 @@ def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_
         extra.append(f"run.name={run_name}")
     if iterations:
         extra.append(f"run.iterations={iterations}")
+    quiet_libraries()  # no redrawn bars in a served run's logs
     cfg = load_config(config, extra)
     run_dir = str(init_run(cfg))
     with run_lock(run_dir, owner=_owner()):

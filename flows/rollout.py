@@ -39,7 +39,7 @@ def rollout(run_dir: str, iteration: int, orch: OrchestrationConfig) -> dict:
     shards = plan_shards(run_dir, iteration, orch.shard_size)
     runner = task_runner(orch)
     if runner is None:
-        progress = Progress(f"Rollout of iteration {iteration} (shards)")
+        progress = Progress(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
         for j in shards:
             sample_shard(run_dir, iteration, j)
             progress(j + 1, len(shards))
@@ -51,7 +51,7 @@ def rollout(run_dir: str, iteration: int, orch: OrchestrationConfig) -> dict:
 @flow(name="r3v-rollout", flow_run_name="rollout-it{iteration}")
 def rollout_flow(run_dir: str, iteration: int, shards: list[int]) -> list[dict]:
     """The shards of one rollout in parallel on the flow's task runner."""
-    progress = Progress(f"Rollout of iteration {iteration} (shards)")
+    progress = Progress(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
     futures = sample_shard.map(unmapped(run_dir), unmapped(iteration), shards)
     results = []
     for i, fut in enumerate(as_completed(futures)):

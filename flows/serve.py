@@ -13,8 +13,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prefect import serve as prefect_serve  # noqa: E402
-
 from flows.experiment import experiment_flow  # noqa: E402
 from flows.iterate import r3v_flow  # noqa: E402
 
@@ -24,7 +22,29 @@ def deployments() -> list:
 
 
 def serve(limit: int | None = None) -> None:
-    prefect_serve(*deployments(), limit=limit)
+    """Serve the deployments until Ctrl-C or SIGTERM, then pause them and stop cleanly. (Prefect's
+    own `serve` handles SIGTERM by calling the runner's async stop without awaiting it: "coroutine
+    'Runner.astop' was never awaited"; here SIGTERM takes the Ctrl-C path instead.)"""
+    import asyncio
+
+    from prefect.runner import Runner
+
+    runner = Runner(pause_on_shutdown=True, limit=limit)
+    for d in deployments():
+        runner.add_deployment(d)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    runner.handle_sigterm = stop  # start() installs this attribute as the SIGTERM handler
+    print("Serving deployments r3v/iterate and r3v-experiment/experiment. Start a run with\n"
+          "    r3v submit CONFIG [key=value ...]    (the flow run is named r3v-<run name> at once)\n"
+          "or  prefect deployment run r3v/iterate --flow-run-name r3v-NAME -p config=CONFIG\n"
+          "Ctrl-C or SIGTERM stops serving (a flow run in progress stops with it; Retry resumes it).", flush=True)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        print("r3v serve: stopped; the deployments are paused until served again", flush=True)
 
 
 if __name__ == "__main__":

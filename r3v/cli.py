@@ -10,6 +10,7 @@
     r3v image-reliance RUN [--iteration K]  does the model use the image? (loss gap, wrong images)
     r3v errors RUN [--iteration K]       why rationales are wrong: format, perception, arithmetic, reasoning
     r3v data inspect SOURCE [--format F] what a dataset file holds: counts, rows, bad records
+    r3v submit [CONFIG] [k=v ...]        start a run of the served deployment r3v/iterate (named r3v-<run name>)
     r3v config explain [KEY]             what each config key does: type, default, unit, paper value
     r3v serve                            serve deployments r3v/iterate and r3v-experiment/experiment
 """
@@ -259,6 +260,24 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(ns: argparse.Namespace) -> int:
+    """Start a flow run of the served deployment r3v/iterate, named r3v-<run name> from the
+    moment it is created (the config is checked here first, so a bad one never reaches the queue)."""
+    from r3v.config import load_config
+
+    _prefect_env()
+    config, overrides = _split(ns.args)
+    cfg = load_config(config, overrides)  # ConfigError -> one line, exit 2
+    params = {"overrides": overrides}
+    if config:
+        params["config"] = str(Path(config).resolve())  # the serving process may run elsewhere
+    from prefect.deployments import run_deployment
+
+    fr = run_deployment(ns.deployment, parameters=params, flow_run_name=f"r3v-{cfg.run.name}", timeout=0)
+    print(f"flow run {fr.name} ({fr.id}) of {ns.deployment} scheduled; run folder {cfg.run_dir}")
+    return 0
+
+
 def cmd_config_explain(ns: argparse.Namespace) -> int:
     from r3v.config import explain
 
@@ -346,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--tolerance", type=float, default=0.05, help="relaxed scorers' tolerance (judge.relaxed_tolerance)")
     s.add_argument("--min-agreement", type=float, default=0.0, help="exit 1 below this overall agreement")
     s.set_defaults(fn=cmd_judge_check)
+    s = sub.add_parser("submit", help="start a run of the served deployment r3v/iterate, named r3v-<run name>")
+    s.add_argument("args", nargs="*", help="[CONFIG.yaml] [key=value ...]")
+    s.add_argument("--deployment", default="r3v/iterate", help="default: r3v/iterate")
+    s.set_defaults(fn=cmd_submit)
     s = sub.add_parser("config", help="what each config key does")
     conf = s.add_subparsers(dest="config_cmd", required=True)
     s = conf.add_parser("explain", help="every key (or KEY, or the keys of a section) with its type, default and doc")
@@ -354,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)
+    from r3v.progress import quiet_libraries
+
+    quiet_libraries()
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

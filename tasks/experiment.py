@@ -15,14 +15,14 @@ def adopt(arm_dir: str, seed_dir: str, donor_dir: str | None) -> dict:
     return facts
 
 
-@task(name="experiment-report", cache_policy=NO_CACHE)
+@task(name="experiment-report", task_run_name="experiment-report", cache_policy=NO_CACHE)
 def experiment_report(exp_dir: str, arms: list[str]) -> str:
     md = experiment.write_report(exp_dir, arms)
     get_run_logger().info("experiment report written to %s/results.md", exp_dir)
     return md
 
 
-@task(name="experiment-summary", cache_policy=NO_CACHE)
+@task(name="experiment-summary", task_run_name="experiment-summary", cache_policy=NO_CACHE)
 def experiment_summary(exp_dir: str, seeds: list[int], arms: list[str], config: str | None,
                        overrides: list[str]) -> str:
     from r3v.analysis.replicates import write_summary

@@ -9,6 +9,7 @@ result.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -81,18 +82,41 @@ def artifact_key(run_dir: str, what: str) -> str:
 
 
 class Progress:
-    """A progress artifact in the Prefect UI (made at the first update), updated at most every
-    `every` seconds and at the end."""
+    """The progress card of one step in the Prefect UI: a progress artifact keyed
+    `r3v-<run>-<what>` (its title; e.g. `r3v-demo-train-it1`), made at the first update and
+    updated at most every `every` seconds and at the end. Its id and last value are kept in
+    `<run>/progress/<what>.json`, so when an attempt was killed mid-step, the next attempt's card
+    first closes the old one: "interrupted at 40%; resumed by a later attempt"."""
 
-    def __init__(self, description: str, every: float = 2.0):
-        self.description, self.every, self.last, self.id = description, every, 0.0, None
+    def __init__(self, run_dir: str, what: str, description: str, every: float = 2.0):
+        self.key, self.description, self.every, self.last, self.id = artifact_key(run_dir, what), description, every, 0.0, None
+        self.file = Path(run_dir) / "progress" / f"{what}.json"
+
+    def _close_interrupted(self) -> None:
+        try:
+            old = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return
+        if old.get("progress", 100.0) < 100.0:
+            update_progress_artifact(uuid.UUID(old["id"]), progress=old["progress"], description=(
+                f"{self.description}: interrupted at {old['progress']:.0f}% (the attempt was killed); "
+                "a later attempt resumed it, see the newer card"))
+
+    def _save(self, progress: float) -> None:
+        self.file.parent.mkdir(exist_ok=True)
+        tmp = self.file.with_name(f".{self.file.name}.tmp")
+        tmp.write_text(json.dumps({"id": str(self.id), "progress": progress}))
+        os.replace(tmp, self.file)
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
         if self.id is None:
-            self.id = create_progress_artifact(progress=0.0, description=self.description)
+            self._close_interrupted()
+            self.id = create_progress_artifact(progress=0.0, key=self.key, description=self.description)
         if done >= total or now - self.last >= self.every:
-            update_progress_artifact(self.id, progress=100.0 * done / max(1, total))
+            value = 100.0 * done / max(1, total)
+            update_progress_artifact(self.id, progress=value)
+            self._save(value)
             self.last = now
 
 
@@ -103,7 +127,7 @@ def prepare(run_dir: str) -> dict:
 
 @step_task("seed")
 def seed(run_dir: str) -> dict:
-    return _log("seed", steps.seed(run_dir, progress=Progress("Warm-up M_0 (optimizer steps)")))
+    return _log("seed", steps.seed(run_dir, progress=Progress(run_dir, "seed", "Warm-up M_0 (optimizer steps)")))
 
 
 @step_task("sample_shard", "sample-it{iteration}-shard{shard}")
@@ -128,7 +152,7 @@ def build_sets(run_dir: str, iteration: int) -> dict:
 
 @step_task("train", "train-it{iteration}")
 def train(run_dir: str, iteration: int) -> dict:
-    progress = Progress(f"Training M_{iteration} (optimizer steps)")
+    progress = Progress(run_dir, f"train-it{iteration}", f"Training M_{iteration} (optimizer steps)")
     return _log("train", steps.train(run_dir, iteration, progress=progress))
 
 
@@ -143,7 +167,7 @@ def evaluate(run_dir: str, iteration: int) -> dict:
     return facts
 
 
-@task(name="report", cache_policy=NO_CACHE)  # cheap, and rewritten whenever the run is resumed
+@task(name="report", task_run_name="report", cache_policy=NO_CACHE)  # cheap, and rewritten whenever the run is resumed
 def report(run_dir: str) -> str:
     md = r3v_report.write_report(run_dir)
     get_run_logger().info("report written to %s/results.md", run_dir)

@@ -95,3 +95,9 @@ def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
     again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
     assert md == again and "| 1 |" in md
     return root / "it"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier first (tests not marked slow, in file order), then the slow tier: a plain
+    `pytest -q` (what CI runs) reports a broken unit within its first minutes."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)

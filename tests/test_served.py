@@ -144,6 +144,9 @@ def _kill_flow_process(server: Server, run_dir: Path, flow_run_id: str) -> float
     killed_at = time.time()
     _wait(lambda: server.state(flow_run_id) in TERMINAL, 120, "the runner to report the killed flow run", 0.5)
     assert server.state(flow_run_id) == "CRASHED"
+    # the flow's on_crashed hook replaces Prefect's guess ("may be caused by exceeding memory limits")
+    _wait(lambda: (server.flow_run(flow_run_id)["state"]["message"] or "").startswith("The flow's process"), 60,
+          "the crash message of the flow's hook", 0.5)
     return killed_at
 
 
@@ -159,16 +162,15 @@ def crashed(server, runs, reference):
     root, overrides = runs
     run_dir = root / "crashed"
     server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker")
-    params = json.dumps({"overrides": [*overrides, f"run.root={root}"], "run_name": "crashed"})
     deadline = time.monotonic() + 120
     while True:  # the served deployment appears once `r3v serve` has registered it
-        out = server.cli("prefect", "deployment", "run", "r3v/iterate", "--params", params, check=False)
+        out = server.cli("r3v", "submit", *overrides, f"run.root={root}", "run.name=crashed", check=False)
         if out.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert out.returncode == 0, out.stdout + out.stderr
-    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
-    facts: dict = {"flow_run_id": flow_run_id, "run_dir": run_dir}
+    flow_run_id = re.search(r"\(([0-9a-f-]{36})\)", out.stdout).group(1)
+    facts: dict = {"flow_run_id": flow_run_id, "run_dir": run_dir, "name_at_submission": server.flow_run(flow_run_id)["name"]}
 
     # 0. while the flow trains M_0, a second writer on its folder is refused
     _wait(lambda: (run_dir / "steps" / "iteration=0" / "step=prepare").is_dir(), 600, "the prepare step")
@@ -185,6 +187,7 @@ def crashed(server, runs, reference):
     shards_dir = run_dir / "shards" / "iteration=1"
     _wait(lambda: shards_dir.is_dir() and any(shards_dir.glob("shard=*")), 600, "the first rollout shard")
     facts["kill_rollout_at"] = _kill_flow_process(server, run_dir, flow_run_id)
+    facts["crash_message"] = server.flow_run(flow_run_id)["state"]["message"]
     from r3v.store import Store
 
     facts["shards_before"] = {r["shard"]: r for r in Store(run_dir).read("shards", iteration=1).to_pylist()}
@@ -287,8 +290,20 @@ def test_the_ui_gets_metrics_report_and_progress_artifacts(crashed, server):
     report = latest[("r3v-crashed-report", "markdown")]["data"]
     assert "data:image/png;base64," in report and "Training sets of iteration 1: refine" in report
     progress = [a for a in mine if a["type"] == "progress"]
-    assert {a["description"] for a in progress} >= {"Rollout of iteration 1 (shards)", "Training M_1 (optimizer steps)"}
-    assert any(a["data"] == 100.0 for a in progress if a["description"].startswith("Training"))
+    # one titled card per step (its key); the killed attempts' cards are closed, saying so
+    assert {a["key"] for a in progress} == {"r3v-crashed-seed", "r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}
+    assert any(a["data"] == 100.0 for a in progress if a["key"] == "r3v-crashed-train-it1")
+    interrupted = {a["key"] for a in progress if "interrupted at" in a["description"]}
+    assert interrupted == {"r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}, [(a["key"], a["description"]) for a in progress]
+
+
+def test_the_run_is_named_at_submission_and_the_crash_says_what_happened(crashed):
+    assert crashed["name_at_submission"] == "r3v-crashed"
+    msg = crashed["crash_message"]
+    assert msg.startswith("The flow's process was killed by SIGKILL") and "memory limits" not in msg
+    assert "finished steps are kept in" in msg and "(the last: evaluate-it0)" in msg and "Retry resumes it" in msg
+    names = {tr["name"] for tr in crashed["task_runs"]}
+    assert "report" in names and not any(re.fullmatch(r"report-[0-9a-f]{3}", n) for n in names)
 
 
 def test_prefect_deploy_to_a_process_pool_runs_the_flow(server, runs):

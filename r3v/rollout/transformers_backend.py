@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from r3v.progress import bar as progress_bar
 from r3v.prompts import generation_prompt
 from r3v.rollout import Completion, RolloutRequest, SamplingParams
 
@@ -60,7 +60,7 @@ class TransformersSampler:
         images = {}
         prompts = {}
         results: list[list[Completion | None]] = [[None] * len(r.seeds) for r in requests]
-        bar = tqdm(total=len(rows), desc="rollout", unit="sample", disable=not self.progress, leave=False)
+        bar = progress_bar(total=len(rows), desc="rollout", unit="sample", disable=not self.progress, leave=False)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
             for ri, _ in chunk:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from r3v.device import autocast_dtype
+from r3v.progress import bar as progress_bar
 from r3v.train import dist, state
 from r3v.train.data import Encoded, collate
 from r3v.train.loss import Objective
@@ -140,7 +140,7 @@ def train(model, data: Sequence[Encoded], spec: LoopSpec, weights: dict[str, flo
         next(batches)
     local_accum = spec.grad_accum // world
     model.train()
-    bar = tqdm(range(start, total), desc="train", unit="step", disable=not progress or rank > 0, leave=False,
+    bar = progress_bar(range(start, total), desc="train", unit="step", disable=not progress or rank > 0, leave=False,
                initial=start, total=total)
     for step in bar:
         t0 = time.perf_counter()
