@@ -54,25 +54,7 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
     if strategy not in ("cot", "qar", "both"):
         raise ValueError(f"eval.strategy must be cot, qar or both, got {strategy!r}")
     greedy = SamplingParams(0.0, 1.0, params.max_new_tokens, params.stop)
-    # per question: the greedy texts ({"pass@1": ..., maybe "qar_pass@1": ...}) and candidate lists per source
-    greedy_texts: list[dict[str, str]] = [{} for _ in questions]
-    sources: list[tuple[str, list[list[str]]]] = []  # (eval row strategy, per question: texts)
-    if strategy in ("cot", "both"):
-        cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
-                              sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval")) for q in questions]
-        for j, g in enumerate(sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)):
-            greedy_texts[j]["pass@1"] = g[0].text
-        sources.append(("sample", [[c.text for c in outs] for outs in sampler.generate(cot, params)]))
-    if strategy in ("qar", "both"):
-        from r3v.sq.qar import sample_chains
-
-        qc = qar or QARConfig()
-        name = "pass@1" if strategy == "qar" else "qar_pass@1"
-        for j, chains in enumerate(sample_chains(sampler, questions, [(0,)] * len(questions), greedy, qc)):
-            greedy_texts[j][name] = chains[0].text
-        seeds = [sample_seeds(run_seed, iteration, q["id"], ns[-1], tag="eval-qar") for q in questions]
-        sources.append(("qar-sample", [[c.text for c in chains] for chains in
-                                       sample_chains(sampler, questions, seeds, params, qc)]))
+    greedy_texts, sources = _sample(sampler, questions, iteration, run_seed, ns[-1], params, greedy, strategy, qar)
     # the first n of each source, for each n (both: n rationales then n chains)
     pools = {n: [[t for _, texts in sources for t in texts[j][:n]] for j in range(len(questions))] for n in ns}
     label = {n: n * len(sources) for n in ns}
@@ -83,26 +65,57 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
     preds: list[dict] = []
     hits = Counter()
     for j, q in enumerate(questions):
-        def row(strategy: str, idx: int, text: str, q=q) -> tuple[str | None, bool]:
-            ans, v = judge_for_question(text, q, tolerance, relaxed_generic)
-            preds.append(dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=idx,
-                              text=text, answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason))
-            return ans, v.correct
-
+        judged = partial(_prediction, q=q, iteration=iteration, tolerance=tolerance, relaxed_generic=relaxed_generic)
         for metric, text in greedy_texts[j].items():
-            hits[metric] += row("greedy" if metric == "pass@1" and strategy != "qar" else "qar-greedy", 0, text)[1]
-        judged = {name: [row(name, i, t) for i, t in enumerate(texts[j])] for name, texts in sources}
+            preds.append(judged("greedy" if metric == "pass@1" and strategy != "qar" else "qar-greedy", 0, text))
+            hits[metric] += preds[-1]["correct"]
+        samples = {name: [judged(name, i, t) for i, t in enumerate(texts[j])] for name, texts in sources}
+        preds += [p for name, _ in sources for p in samples[name]]
+        key = partial(answer_key, question=q)
         for n in ns:
-            first = [x for name, _ in sources for x in judged[name][:n]]
-            m = label[n]
-            hits[f"oracle@{m}"] += any(ok for _, ok in first)
-            key = partial(answer_key, question=q)
-            maj = majority([a for a, _ in first], key)
-            hits[f"maj@{m}"] += maj is not None and any(ok and key(a) == key(maj) for a, ok in first)
-            hits[f"select@{m}"] += row(f"select@{m}", 0, selected[n][j][0].text)[1]
+            first, m = [p for name, _ in sources for p in samples[name][:n]], label[n]
+            hits[f"oracle@{m}"] += any(p["correct"] for p in first)
+            maj = majority([p["answer"] for p in first], key)
+            hits[f"maj@{m}"] += maj is not None and any(p["correct"] and key(p["answer"]) == key(maj) for p in first)
+            preds.append(judged(f"select@{m}", 0, selected[n][j][0].text))
+            hits[f"select@{m}"] += preds[-1]["correct"]
     total = len(questions)
     names = list(greedy_texts[0]) if questions else ["pass@1"]
     names += [f"{m}@{label[n]}" for n in ns for m in ("maj", "oracle", "select")]
     metrics = [dict(iteration=iteration, metric=m, value=hits[m] / total if total else 0.0, n_questions=total)
                for m in names]
     return preds, metrics
+
+
+def _sample(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, n: int,
+            params: SamplingParams, greedy: SamplingParams, strategy: str, qar: QARConfig | None
+            ) -> tuple[list[dict[str, str]], list[tuple[str, list[list[str]]]]]:
+    """(per question: its greedy texts by metric, e.g. {"pass@1": …, "qar_pass@1": …};
+    [(eval row strategy, per question: its n sampled texts)] per source: CoT and/or chains)."""
+    greedy_texts: list[dict[str, str]] = [{} for _ in questions]
+    sources: list[tuple[str, list[list[str]]]] = []
+    if strategy in ("cot", "both"):
+        cot = [RolloutRequest(q["id"], q["image"]["bytes"], tuple(prompts.cot(q["question"], q["choices"])),
+                              sample_seeds(run_seed, iteration, q["id"], n, tag="eval")) for q in questions]
+        for j, g in enumerate(sampler.generate([RolloutRequest(r.key, r.image, r.messages, (0,)) for r in cot], greedy)):
+            greedy_texts[j]["pass@1"] = g[0].text
+        sources.append(("sample", [[c.text for c in outs] for outs in sampler.generate(cot, params)]))
+    if strategy in ("qar", "both"):
+        from r3v.sq.qar import sample_chains
+
+        qc = qar or QARConfig()
+        name = "pass@1" if strategy == "qar" else "qar_pass@1"
+        for j, chains in enumerate(sample_chains(sampler, questions, [(0,)] * len(questions), greedy, qc)):
+            greedy_texts[j][name] = chains[0].text
+        seeds = [sample_seeds(run_seed, iteration, q["id"], n, tag="eval-qar") for q in questions]
+        sources.append(("qar-sample", [[c.text for c in chains] for chains in
+                                       sample_chains(sampler, questions, seeds, params, qc)]))
+    return greedy_texts, sources
+
+
+def _prediction(strategy: str, index: int, text: str, *, q: dict, iteration: int, tolerance: float,
+                relaxed_generic: bool) -> dict:
+    """One EVAL_SCHEMA row: `text` judged against question `q`."""
+    ans, v = judge_for_question(text, q, tolerance, relaxed_generic)
+    return dict(iteration=iteration, question_id=q["id"], strategy=strategy, sample_index=index, text=text,
+                answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
