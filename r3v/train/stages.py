@@ -78,36 +78,71 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
 
 
 def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) -> dict:
-    """L = Σ λ_t·L_t over r3v.objective.TERMS (λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL + λ_sq·L_SQ) with
-    LoRA on M_0 -> checkpoints/iteration=k."""
-    from r3v.models import add_lora, load_model, load_processor
+    """M_k: LoRA on M_0 (or the continued adapter) trained on L = Σ λ_t·L_t over r3v.objective.TERMS
+    (λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL + λ_sq·L_SQ) -> checkpoints/iteration=k."""
+    from r3v.models import load_processor
     from r3v.run import done
-    from r3v.sq import prototype
-    from r3v.steps import _write_train_log
-    from r3v.store import atomic_dir
     from r3v.train import dist, state
-    from r3v.train.data import encode_all, examples_from_sets
+    from r3v.train.data import encode_all
     from r3v.train.loop import train
 
     cfg, tc = run.cfg, run.cfg.train
-    base = run.meta["base_model"]
-    model, processor = load_model(base, cfg.model.dtype, device=run.device), load_processor(base)
-    pc = cfg.model.prototype
+    weights = objective.weights(cfg, "train")
+    model = _iteration_model(run, iteration)
+    processor = load_processor(run.meta["base_model"])
+    data = encode_all(processor, _iteration_examples(run, iteration, weights), tc.max_length)
+    if not data:
+        raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
+                           f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
+                           f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
+    from r3v.sq import prototype
+
+    spec = loop_spec(cfg, lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
+                     max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm,
+                     weight_decay=tc.weight_decay, group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration,
+                     lr_by_name=prototype.lr_by_name(cfg.model.prototype))
+    folder = state_dir(run, "train", iteration)
+    logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=_on_step(progress),
+                 state_dir=folder)
+    adapter_hash = _save_adapter(run, iteration, model, len(data), len(logs)) if dist.is_main() else None
+    if dist.is_main():
+        from r3v.steps import _write_train_log
+
+        _write_train_log(run, iteration, logs)
+        state.clear(folder)
+    return {"examples": len(data), "steps": len(logs), "adapter_hash": adapter_hash,
+            "resumed_from_step": _resumed(logs), "device": str(run.device),
+            **{k: round(v, 4) for k, v in logs[-1].items() if k.startswith("loss/")}}
+
+
+def _iteration_model(run: Run, iteration: int):
+    """M_0 with a fresh LoRA adapter (train.init=base), or M_{k-1}'s adapter to continue
+    (train.init=continue); SQ-LLaVA's prototype extractor trained fully beside it when there is one."""
+    from r3v.models import add_lora, load_model
+    from r3v.sq import prototype
+
+    cfg, tc, pc = run.cfg, run.cfg.train, run.cfg.model.prototype
+    model = load_model(run.meta["base_model"], cfg.model.dtype, device=run.device)
     if tc.init == "continue" and iteration > 1:
         from peft import PeftModel
 
         prototype.for_adapter(model, run.adapter(iteration - 1))
-        model = PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
-    else:
-        if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
-            prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
-                             seed=cfg.run.seed)
-        model = add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
-                         seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
-                         modules_to_save=[prototype.NAME] if hasattr(model, prototype.NAME) else None)  # trains fully
-    weights = objective.weights(cfg, "train")
+        return PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
+    if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
+        prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                         seed=cfg.run.seed)
+    return add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
+                    seed=cfg.run.seed + iteration, vision_r=tc.vision_lora_r, vision_alpha=tc.vision_lora_alpha,
+                    modules_to_save=[prototype.NAME] if hasattr(model, prototype.NAME) else None)
+
+
+def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> list:
+    """The examples of iteration k's sets (sets/iteration=k/): the R3V sets, the self-questioning
+    samples (sq) and the role turns of positive chains (qar). A set whose term weighs 0 is left
+    out, not computed and multiplied by 0 (the STaR arm trains the SFT set only)."""
+    from r3v.train.data import examples_from_sets
+
     qs = {q["id"]: q for q in run.questions("train")}
-    # A set whose term weighs 0 is left out, not computed and multiplied by 0 (STaR = SFT set only).
     rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
             if weights[objective.TERM_OF_KIND[r["kind"]]] > 0]
     examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
@@ -118,36 +153,26 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
     if any(r["kind"] == "qar" for r in rows):
         from r3v.sq.qar import role_examples
 
-        examples += [ex for r in rows if r["kind"] == "qar" for ex in role_examples(qs[r["question_id"]], r["chain"],
-                                                                                    r["target"])]
-    data = encode_all(processor, examples, tc.max_length)
-    if not data:
-        raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
-                           f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
-                           f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
-    spec = loop_spec(cfg, lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
-                     max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm,
-                     weight_decay=tc.weight_decay, group_by_length=tc.group_by_length, seed=cfg.run.seed + iteration,
-                     lr_by_name=prototype.lr_by_name(pc))
-    folder = state_dir(run, "train", iteration)
-    logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=_on_step(progress),
-                 state_dir=folder)
-    adapter_hash = None
-    if dist.is_main():
-        final = run.dir / "checkpoints" / f"iteration={iteration}"
-        with atomic_dir(final) as tmp:
-            model.save_pretrained(tmp)
-            prototype.write_config(model.base_model.model, tmp)
-            adapter_hash = file_hash(tmp / "adapter_model.safetensors")
-            manifest = {"iteration": iteration, "base_model": base, "init": tc.init, "adapter_hash": adapter_hash,
-                        "examples": len(data), "steps": len(logs), "config_hash": cfg.hash()}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _write_train_log(run, iteration, logs)
-        state.clear(folder)
-    last = logs[-1]
-    return {"examples": len(data), "steps": len(logs), "adapter_hash": adapter_hash,
-            "resumed_from_step": _resumed(logs), "device": str(run.device),
-            **{k: round(v, 4) for k, v in last.items() if k.startswith("loss/")}}
+        examples += [ex for r in rows if r["kind"] == "qar"
+                     for ex in role_examples(qs[r["question_id"]], r["chain"], r["target"])]
+    return examples
+
+
+def _save_adapter(run: Run, iteration: int, model, examples: int, steps: int) -> str:
+    """checkpoints/iteration=k/: the adapter (with the extractor's config) and its manifest; its hash."""
+    from r3v.sq import prototype
+    from r3v.store import atomic_dir
+
+    final = run.dir / "checkpoints" / f"iteration={iteration}"
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        prototype.write_config(model.base_model.model, tmp)
+        adapter_hash = file_hash(tmp / "adapter_model.safetensors")
+        manifest = {"iteration": iteration, "base_model": run.meta["base_model"], "init": run.cfg.train.init,
+                    "adapter_hash": adapter_hash, "examples": examples, "steps": steps,
+                    "config_hash": run.cfg.hash()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return adapter_hash
 
 
 def _resumed(logs: list[dict]) -> int:
