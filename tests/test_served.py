@@ -267,8 +267,11 @@ def test_retries_show_finished_tasks_as_cached(crashed):
 
 def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference):
     root, overrides = runs
+    # from the reference's M_0 (no seed stage, no evaluation of M_0 of its own): the rollout's rows
+    # depend only on M_0, the questions and the seeds, so they must be the reference's
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=dask",
-                     "orchestration.task_runner=dask", "orchestration.workers=2")
+                     "orchestration.task_runner=dask", "orchestration.workers=2", "seed.enabled=false",
+                     "eval.evaluate_seed=false", f"model.source={reference / 'checkpoints' / 'seed'}")
     assert "| 1 |" in out.stdout
     assert _rows(root / "dask", SAMPLES) == _rows(reference, SAMPLES)
     shards = _rows(root / "dask", "SELECT shard, worker, started_at, finished_at FROM src_shards ORDER BY shard")
