@@ -36,11 +36,11 @@ def test_wheel_install_runs_the_smoke_config(tmp_path, cache_dir, embedded_model
     # and a path line of a .pth does not run the .pth files of the folder it adds)
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "R3V_SQL_DIR")}  # nothing but the install
     where = _run([str(py), "-c", "import r3v, r3v.store as s; print(r3v.__file__); print(s.sql_dir())"],
-                 cwd=tmp_path).stdout.split()
+                 cwd=tmp_path, env=env).stdout.split()
     assert where[0].startswith(str(site)) and Path(where[1]).is_dir(), where
     assert {p.name for p in Path(where[1]).glob("*.sql")} >= {"samples.sql", "select_sets.sql", "metrics.sql"}
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "R3V_SQL_DIR")}
     out = _run([str(venv / "bin" / "r3v"), "run", str(ROOT / "configs" / "smoke.yaml"), f"run.root={tmp_path / 'runs'}",
                 f"model.cache_dir={cache_dir}"], cwd=tmp_path, env=env).stdout
     assert "| 1 |" in out
