@@ -8,7 +8,7 @@ COPY pyproject.toml README.md ./
 COPY r3v ./r3v
 COPY flows ./flows
 COPY tasks ./tasks
-COPY data ./data
 COPY configs ./configs
-RUN pip install "${TORCH_SPEC}" && pip install -e .
+# a regular (non-editable) install: the SQL views are package data (tests/test_wheel.py checks a wheel)
+RUN pip install "${TORCH_SPEC}" && pip install .
 CMD ["r3v", "serve"]
