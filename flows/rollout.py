@@ -40,6 +40,7 @@ def rollout(run_dir: str, iteration: int, orch: OrchestrationConfig) -> dict:
     runner = task_runner(orch)
     if runner is None:
         progress = Progress(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
+        progress(0, len(shards))  # the card shows from the rollout's start
         for j in shards:
             sample_shard(run_dir, iteration, j)
             progress(j + 1, len(shards))
@@ -52,6 +53,7 @@ def rollout(run_dir: str, iteration: int, orch: OrchestrationConfig) -> dict:
 def rollout_flow(run_dir: str, iteration: int, shards: list[int]) -> list[dict]:
     """The shards of one rollout in parallel on the flow's task runner."""
     progress = Progress(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
+    progress(0, len(shards))
     futures = sample_shard.map(unmapped(run_dir), unmapped(iteration), shards)
     results = []
     for i, fut in enumerate(as_completed(futures)):
