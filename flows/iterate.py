@@ -74,8 +74,17 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
 
 def _explain_crash(flow, flow_run, state) -> None:
     """on_crashed hook (run by the serving process when the flow's process dies): replace the
-    crash message with crash_message's."""
+    crash message with crash_message's, and mark the task runs the process was running Crashed
+    (left alone, they would show as Running forever beside the retried attempt's)."""
     from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 
     p = flow_run.parameters or {}
@@ -86,6 +95,13 @@ def _explain_crash(flow, flow_run, state) -> None:
         run_dir = None
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(flow_run.id, Crashed(message=crash_message(state.message, run_dir)), force=True)
+        running = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+            task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
+                any_=[StateType.RUNNING, StateType.PENDING]))))
+        for tr in running:
+            client.set_task_run_state(tr.id, Crashed(message="the flow's process was killed while this ran; "
+                                                     "Retry resumes it"), force=True)
 
 
 @flow(name="r3v", flow_run_name=_flow_run_name, log_prints=True, on_crashed=[_explain_crash])

@@ -263,6 +263,8 @@ def test_retries_show_finished_tasks_as_cached(crashed):
     assert by_name["sample-it1-shard0"].count("Completed") == 1 and "Cached" in by_name["sample-it1-shard0"]
     assert by_name["seed"].count("Completed") == 1 and by_name["seed"].count("Cached") == 2
     assert by_name["train-it1"].count("Completed") == 1  # the killed attempt never completed it
+    # the task runs a killed process was running are marked Crashed by the flow's hook, not left Running
+    assert "Crashed" in by_name["train-it1"] and not any("Running" in states for states in by_name.values()), by_name
 
 
 def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference):
