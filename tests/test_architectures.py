@@ -49,9 +49,14 @@ def tiny(tmp_path_factory):
 
 
 def _logits(model, processor, enc):
+    """Logits of one encoded example, batched as training batches it (per-token processor outputs
+    such as Qwen-VL's mm_token_type_ids get their batch dimension there)."""
+    from r3v.train.data import collate
+
+    batch = collate([enc], processor.tokenizer.pad_token_id)
+    batch.pop("labels"), batch.pop("kinds")
     with torch.no_grad():
-        return model(input_ids=enc.input_ids[None], attention_mask=torch.ones_like(enc.input_ids)[None],
-                     **enc.vision).logits[0]
+        return model(**batch).logits[0]
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

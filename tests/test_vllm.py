@@ -211,13 +211,15 @@ def test_stop_strings(model, rc, requests_):
 
 
 def _live_children():
-    """This process's running children, less multiprocessing's resource tracker (it lives with us)."""
+    """This process's running children, less multiprocessing's resource tracker and the session's
+    Prefect test server (both live as long as the test process)."""
     import psutil
 
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+            cmd = " ".join(p.cmdline())
+            if p.status() != psutil.STATUS_ZOMBIE and not any(s in cmd for s in ("resource_tracker", "prefect.server")):
                 out.append(p)
         except psutil.NoSuchProcess:
             pass
