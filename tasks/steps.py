@@ -98,9 +98,12 @@ class Progress:
         except (OSError, ValueError):
             return
         if old.get("progress", 100.0) < 100.0:
-            update_progress_artifact(uuid.UUID(old["id"]), progress=old["progress"], description=(
-                f"{self.description}: interrupted at {old['progress']:.0f}% (the attempt was killed); "
-                "a later attempt resumed it, see the newer card"))
+            try:
+                update_progress_artifact(uuid.UUID(old["id"]), progress=old["progress"], description=(
+                    f"{self.description}: interrupted at {old['progress']:.0f}% (the attempt was killed); "
+                    "a later attempt resumed it, see the newer card"))
+            except Exception as e:  # noqa: BLE001 - e.g. made on another API (`r3v run`'s temporary one): gone
+                get_run_logger().debug("the interrupted attempt's progress card %s is not on this API: %s", old["id"], e)
 
     def _save(self, progress: float) -> None:
         self.file.parent.mkdir(exist_ok=True)
