@@ -25,6 +25,18 @@ from r3v.run import clean_partials, init_run, run_lock
 from tasks import build_sets, evaluate, judge, prepare, report, seed, train
 
 
+def _config(config: str | None = None, overrides: list[str] | None = None, run_name: str = "",
+            iterations: int = 0):
+    """The run's config from the flow's parameters (`run_name`/`iterations` override run.name /
+    run.iterations when set): what the flow runs, and what its run name and crash hook read."""
+    extra = list(overrides or [])
+    if run_name:
+        extra.append(f"run.name={run_name}")
+    if iterations:
+        extra.append(f"run.iterations={iterations}")
+    return load_config(config, extra)
+
+
 def _flow_run_name() -> str:
     """`r3v-<run name>`, the run name taken from the parameters or the config they point at."""
     from prefect.runtime import flow_run
@@ -33,7 +45,7 @@ def _flow_run_name() -> str:
     name = p.get("run_name")
     if not name:
         try:
-            name = load_config(p.get("config"), p.get("overrides")).run.name
+            name = _config(p.get("config"), p.get("overrides")).run.name
         except (OSError, ValueError):  # a bad config fails in the flow itself, with its message
             name = "invalid-config"
     return f"r3v-{name}"
@@ -89,9 +101,8 @@ def _explain_crash(flow, flow_run, state) -> None:
 
     p = flow_run.parameters or {}
     try:
-        extra = list(p.get("overrides") or []) + ([f"run.name={p['run_name']}"] if p.get("run_name") else [])
-        run_dir = str(load_config(p.get("config"), extra).run_dir)
-    except (OSError, ValueError):
+        run_dir = str(_config(**p).run_dir)
+    except (OSError, ValueError, TypeError):  # TypeError: parameters this flow does not take
         run_dir = None
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(flow_run.id, Crashed(message=crash_message(state.message, run_dir)), force=True)
@@ -109,13 +120,8 @@ def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_
              iterations: int = 0) -> str:
     """Run (or resume) an R3V run. `config`: a YAML path; `overrides`: `key=value` items;
     `run_name`/`iterations` override run.name / run.iterations when set."""
-    extra = list(overrides or [])
-    if run_name:
-        extra.append(f"run.name={run_name}")
-    if iterations:
-        extra.append(f"run.iterations={iterations}")
     quiet_libraries()  # no redrawn bars in a served run's logs
-    cfg = load_config(config, extra)
+    cfg = _config(config, overrides, run_name, iterations)
     run_dir = str(init_run(cfg))
     with run_lock(run_dir, owner=_owner()):
         clean_partials(run_dir)  # what a killed attempt was writing

@@ -9,6 +9,7 @@ weights", huggingface_hub's) off where output is not a terminal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -51,7 +52,7 @@ class LineProgress:
             log.info("%s: %d/%s %s%s%s %.0f s", self.desc, self.n, self.total or "?", self.unit, share, extra, now - self.t0)
 
     def close(self) -> None:
-        pass
+        """Nothing to close: the last update has written its line (tqdm's interface)."""
 
 
 def bar(iterable: Iterable | None = None, **kw):
@@ -68,15 +69,11 @@ def quiet_libraries() -> None:
     if interactive():
         return
     os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm >= 4.66 reads its defaults from TQDM_* variables
-    try:
+    with contextlib.suppress(ImportError):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    try:
+    with contextlib.suppress(ImportError):
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
-    except ImportError:
-        pass

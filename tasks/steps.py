@@ -116,8 +116,7 @@ class Progress:
         if self.id is None:
             self._close_interrupted()
             self.id = create_progress_artifact(progress=0.0, key=self.key, description=self.description)
-            self._save(0.0)  # known at once: a kill before the first update still gets this card closed
-        if done >= total or now - self.last >= self.every:
+        if done >= total or now - self.last >= self.every:  # always at the first call: the card is on file at once
             value = 100.0 * done / max(1, total)
             update_progress_artifact(self.id, progress=value)
             self._save(value)
