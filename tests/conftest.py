@@ -3,16 +3,19 @@
 - `small_model`: the embedded model's architecture and tokenizer with only a few pretraining
   steps (seconds to build): for the tests of plumbing, which need a real model, not a good one.
   The fast tier (`pytest -m "not slow"`) uses this one alone.
-- `embedded_model`: the default embedded model, pretrained as `r3v run` builds it (minutes;
-  R3V_TEST_MODEL_CACHE=DIR reuses a cache that holds it). Slow tests only.
+- `embedded_model`: the embedded model with tests/model.yaml's shorter pretraining (about 3 minutes
+  to build; R3V_TEST_MODEL_CACHE=DIR reuses a cache that holds it). Slow tests only; every run a
+  slow test starts gets `model_overrides`, so it finds this build in the session's cache.
 - `harness`: one temporary Prefect server for every test that runs a flow.
-- `flow_run`: one finished iteration of the flow; its checkpoints/seed is the trained M_0 that
-  tests of later steps start from instead of training their own.
+- `flow_run`: one finished iteration of the flow.
+- `seed_model`: its trained M_0, which every test of later steps starts from instead of training
+  its own (kept in the model cache, so CI's two lanes train it once).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,17 +31,31 @@ def cache_dir(tmp_path_factory):
     return reuse if reuse else tmp_path_factory.mktemp("r3v-cache")
 
 
+TEST_MODEL = Path(__file__).with_name("model.yaml")
+"""The slow tier's model build: the default embedded model with fewer pretraining steps."""
+
+
 @pytest.fixture(scope="session")
-def embedded_model(cache_dir):
-    """Path of the default embedded tiny VLM, built into the session's cache."""
+def model_overrides(cache_dir) -> list[str]:
+    """`key=value` overrides every run of a slow test carries, so that it finds the slow tier's model
+    (tests/model.yaml) in the session's cache instead of building the default one."""
+    import yaml
+
+    embedded = yaml.safe_load(TEST_MODEL.read_text())["model"]["embedded"]
+    return [f"model.cache_dir={cache_dir}", *(f"model.embedded.{k}={v}" for k, v in embedded.items())]
+
+
+@pytest.fixture(scope="session")
+def embedded_model(model_overrides):
+    """Path of the slow tier's embedded tiny VLM (tests/model.yaml), built into the session's cache."""
     import torch
 
     from r3v.config import load_config
     from r3v.embedded.model.build import ensure_built
 
     torch.set_num_threads(int(os.environ.get("R3V_TEST_THREADS", "2")))
-    cfg = load_config()
-    return ensure_built(cfg.model.embedded, cache_dir)
+    cfg = load_config(TEST_MODEL, model_overrides)
+    return ensure_built(cfg.model.embedded, cfg.model.cache_dir)
 
 
 SMALL_BUILD = {"vision_pretrain_steps": 2, "reading_pretrain_steps": 2, "text_pretrain_steps": 2}
@@ -84,17 +101,42 @@ def harness():
 
 
 @pytest.fixture(scope="session")
-def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
+def flow_run(tmp_path_factory, model_overrides, embedded_model, harness):
     """One iteration of the real flow on the tiny model (run twice: the second is a no-op resume);
     its seed model (checkpoints/seed) is the trained M_0 other tests start from."""
     from flows.iterate import r3v_flow
 
     root = tmp_path_factory.mktemp("runs")
-    overrides = FLOW_OVERRIDES + [f"run.root={root}", f"model.cache_dir={cache_dir}"]
+    overrides = FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]
     md = r3v_flow(overrides=overrides, run_name="it")
     again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
     assert md == again and "| 1 |" in md
     return root / "it"
+
+
+@pytest.fixture(scope="session")
+def seed_model(request, cache_dir, embedded_model) -> Path:
+    """The trained M_0 of `flow_run` (its seed stage, FLOW_OVERRIDES' warm-up of the slow tier's
+    model), for every test that starts after the seed stage: `model.source=<it>`,
+    `seed.enabled=false`. Kept in the model cache under a key of what made it (the model, the
+    overrides, r3v's code), so CI's vLLM lane, which shares the main lane's cache, reuses the main
+    lane's M_0 instead of training its own; a session whose cache lacks it runs `flow_run`."""
+    import hashlib
+    import shutil
+
+    code = sorted(Path(__file__).parents[1].joinpath("r3v").rglob("*.py"))
+    blob = [embedded_model.name, *FLOW_OVERRIDES, *(p.read_text() for p in code)]
+    key = hashlib.sha256("\0".join(blob).encode()).hexdigest()[:12]
+    out = Path(cache_dir) / "seed-models" / f"{embedded_model.name}-m0-{key}"
+    if not (out / "config.json").exists():
+        trained = request.getfixturevalue("flow_run") / "checkpoints" / "seed"
+        tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+        shutil.copytree(trained, tmp, dirs_exist_ok=True)
+        try:
+            tmp.rename(out)  # whole or not at all
+        except OSError:  # a lane beside this one put it there first
+            shutil.rmtree(tmp)
+    return out
 
 
 def pytest_collection_modifyitems(config, items):

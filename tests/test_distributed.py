@@ -30,9 +30,8 @@ OVERRIDES = ["run.iterations=1", "data.embedded.n_seed=48", "data.embedded.n_tra
              "train.grad_accum=2", "train.lora_dropout=0.0", "train.save_every=2", "run.torch_threads=2"]
 
 
-def _run(root: Path, name: str, cache_dir, extra=()) -> str:
-    cfg = load_config(overrides=OVERRIDES + [f"run.root={root}", f"run.name={name}", f"model.cache_dir={cache_dir}",
-                                             *extra])
+def _run(root: Path, name: str, model: list[str], extra=()) -> str:
+    cfg = load_config(overrides=OVERRIDES + model + [f"run.root={root}", f"run.name={name}", *extra])
     run_dir = str(init_run(cfg))
     steps.prepare(run_dir)
     return run_dir
@@ -77,18 +76,18 @@ def _wait_for_checkpoint(folder: Path, timeout: float = 300) -> None:
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, cache_dir, embedded_model):
+def single(tmp_path_factory, model_overrides, embedded_model):
     """Iteration 1 trained in this process, uninterrupted: the reference adapter."""
-    run_dir = _with_sets(_run(tmp_path_factory.mktemp("runs"), "single", cache_dir))
+    run_dir = _with_sets(_run(tmp_path_factory.mktemp("runs"), "single", model_overrides))
     steps.train(run_dir, 1)
     return run_dir
 
 
-def test_two_processes_train_the_single_process_adapter_and_survive_a_killed_rank(single, tmp_path, cache_dir):
+def test_two_processes_train_the_single_process_adapter_and_survive_a_killed_rank(single, tmp_path, model_overrides):
     """2 gloo processes, one SIGKILLed after the first checkpoint: torchrun stops, the step fails and
     says why; the retry resumes from the checkpoint. Every step's losses and the final adapter are
     the single process's (same global batch) to float tolerance."""
-    killed = _with_sets(_run(tmp_path, "ddp", cache_dir, ["train.processes=2"]))
+    killed = _with_sets(_run(tmp_path, "ddp", model_overrides, ["train.processes=2"]))
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(error=_capture(lambda: steps.train(killed, 1))))
     thread.start()
@@ -148,8 +147,8 @@ def _kill_mid_training(run_dir: str, step: str, state: str) -> None:
         proc.wait()
 
 
-def test_sigkilled_lora_training_resumes_to_the_same_bits(single, tmp_path, cache_dir):
-    run_dir = _with_sets(_run(tmp_path, "resume", cache_dir))
+def test_sigkilled_lora_training_resumes_to_the_same_bits(single, tmp_path, model_overrides):
+    run_dir = _with_sets(_run(tmp_path, "resume", model_overrides))
     _kill_mid_training(run_dir, "train", "iteration=1")
     assert not (Path(run_dir) / "checkpoints" / "iteration=1").exists()
     facts = steps.train(run_dir, 1)
@@ -159,8 +158,8 @@ def test_sigkilled_lora_training_resumes_to_the_same_bits(single, tmp_path, cach
     assert not (Path(run_dir) / "train_state" / "iteration=1" / "checkpoint").exists()  # dropped when done
 
 
-def test_sigkilled_seed_stage_resumes_to_the_same_bits(tmp_path, cache_dir, embedded_model):
-    ref, run_dir = (_run(tmp_path, name, cache_dir) for name in ("seed-ref", "seed-killed"))
+def test_sigkilled_seed_stage_resumes_to_the_same_bits(tmp_path, model_overrides, embedded_model):
+    ref, run_dir = (_run(tmp_path, name, model_overrides) for name in ("seed-ref", "seed-killed"))
     steps.seed(ref)
     _kill_mid_training(run_dir, "seed", "seed")
     facts = steps.seed(run_dir)

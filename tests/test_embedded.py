@@ -185,14 +185,6 @@ def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(small
     assert any("language_model" in name and p.requires_grad for name, p in model.named_parameters())
 
 
-@pytest.mark.slow
-def test_built_model_records_its_vision_pretraining(embedded_model):
-    import json
-
-    facts = json.loads((embedded_model / "r3v_embedded.json").read_text())["vision_pretraining"]
-    assert facts["step"] == 150 and facts["object_patch_accuracy"] > 0.5
-
-
 def test_reading_pretraining_examples_are_the_rationales_words():
     import random
 
@@ -236,13 +228,19 @@ def test_reading_pretraining_examples_are_the_rationales_words():
 
 
 @pytest.mark.slow
-def test_the_built_model_reads_and_adds(embedded_model):
+def test_the_build_records_each_pretraining_phase_and_each_learns(embedded_model):
+    """The slow tier's build (tests/model.yaml: the default model, fewer pretraining steps) records
+    its three phases and each has learnt. What the default build reaches (reading scenes
+    exactly, sums, copies, look-ups) needs its full ~11 minutes: bench/build.py checks that."""
+    import yaml
+    from conftest import TEST_MODEL
+
+    steps = yaml.safe_load(TEST_MODEL.read_text())["model"]["embedded"]
     facts = json.loads((embedded_model / "r3v_embedded.json").read_text())
-    reading = facts["reading_pretraining"]
-    # measured at build on held-out scenes and sums (see r3v/embedded/model/reading.py)
-    # exact reading (every item of the scene right; an untrained model: 0) varies between machines:
-    # measured 0.375 and 0.1875 of 48 scenes from the same code and seed (docs/results.md, session 3)
-    assert reading["held_out_read_exactly"] > 0.1 and reading["held_out_sums_right"] > 0.5, reading  # sums 0.74, 0.78
-    # copying and looking up in context (a look-up guessed from 9 values is right 1 time in 9)
-    assert reading["held_out_copied_exactly"] > 0.8 and reading["held_out_looked_up_right"] > 0.25, reading  # 1.00, 0.45
-    assert facts["text_pretraining"]["steps"] == 400  # the LM's text-only phase ran first
+    vision, text, reading = (facts[k] for k in ("vision_pretraining", "text_pretraining", "reading_pretraining"))
+    assert vision["step"] == steps["vision_pretrain_steps"] and vision["object_patch_accuracy"] > 0.5, vision  # 0.83
+    # an untrained LM's loss is ln(640 words) = 6.46 a token (and the reading phase sums two such losses)
+    assert text["steps"] == steps["text_pretrain_steps"] and text["loss"] < 3.0, text  # 1.60
+    assert reading["steps"] == steps["reading_pretrain_steps"] and reading["loss"] < 4.0, reading  # 2.33
+    assert set(reading) >= {"held_out_read_exactly", "held_out_sums_right", "held_out_copied_exactly",
+                            "held_out_looked_up_right"}

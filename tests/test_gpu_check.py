@@ -10,13 +10,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_gpu_check_runs_on_cpu(cache_dir, flow_run, tmp_path):
+def test_gpu_check_runs_on_cpu(cache_dir, seed_model, tmp_path):
     """From the flow fixture's trained M_0 (no second warm-up): the flow's steps from there on."""
     spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).parents[1] / "bench" / "gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
     out = gpu_check.main(["--device", "cpu", "--small", "--cache-dir", str(cache_dir), "--out", str(tmp_path / "g.json"),
-                          "--model", str(flow_run / "checkpoints" / "seed")])
+                          "--model", str(seed_model)])
     steps = {(s["iteration"], s["step"]): s["device"] for s in out["flow_iteration"]["steps"]}
     assert steps[(0, "seed")] == "-"  # skipped: started from a trained model
     for key in ((0, "evaluate"), (1, "sample"), (1, "train"), (1, "evaluate")):

@@ -79,16 +79,16 @@ def test_chains_on_the_real_model_and_eval_strategies(embedded_model):
 
 
 @pytest.mark.slow
-def test_bootstrapping_with_chains(tmp_path, cache_dir, flow_run):
+def test_bootstrapping_with_chains(tmp_path, model_overrides, seed_model):
     """One iteration with chains, from the session's trained M_0 (no seed stage of its own)."""
     from r3v import steps
     from r3v.run import init_run
     from r3v.store import Store
 
     cfg = load_config(None, [
-        f"run.root={tmp_path}", "run.name=qar", f"model.cache_dir={cache_dir}", "run.iterations=1",
+        *model_overrides, f"run.root={tmp_path}", "run.name=qar", "run.iterations=1",
         "data.embedded.n_seed=0", "data.embedded.n_train=24", "data.embedded.n_test=6", "seed.enabled=false",
-        f"model.source={flow_run / 'checkpoints' / 'seed'}", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
+        f"model.source={seed_model}", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
         "rollout.max_new_tokens=48", "rollout.n=2", "qar.rollout_n=2", "eval.n=2", "eval.strategy=both"])
     run_dir = str(init_run(cfg))
     steps.prepare(run_dir)

@@ -33,48 +33,45 @@ def _counts(run_dir) -> dict[str, int]:
             for v in ("questions", "samples", "sets", "metrics", "loss_curves", "src_eval", "src_eval_metrics")}
 
 
-def _resume(flow_run, tmp_path, damage) -> tuple[set[str], dict, dict]:
+def _resume(flow_run, model_overrides, tmp_path, damage) -> tuple[set[str], dict, dict]:
     """Copy the finished run, damage it, resume it with the same config: (redone records, counts
     before, counts after)."""
     from conftest import FLOW_OVERRIDES
 
     from flows.iterate import r3v_flow
-    from r3v.run import Run
 
     run_dir = tmp_path / "runs" / "it"
     shutil.copytree(flow_run, run_dir, symlinks=True)
-    cfg = Run.open(run_dir).cfg
     before, counts = _records(run_dir), _counts(run_dir)
     damage(run_dir)
-    r3v_flow(overrides=FLOW_OVERRIDES + [f"run.root={tmp_path / 'runs'}", f"model.cache_dir={cfg.model.cache_dir}"],
-             run_name="it")
+    r3v_flow(overrides=FLOW_OVERRIDES + model_overrides + [f"run.root={tmp_path / 'runs'}"], run_name="it")
     after = _records(run_dir)
     assert set(after) == set(before)
     return {k for k in after if after[k] != before[k]}, counts, _counts(run_dir)
 
 
-def test_deleted_checkpoint_and_eval_file_are_redone(flow_run, tmp_path, harness):
+def test_deleted_checkpoint_and_eval_file_are_redone(flow_run, model_overrides, tmp_path, harness):
     def damage(run_dir):
         shutil.rmtree(run_dir / "checkpoints" / "iteration=1")
         (run_dir / "eval" / "iteration=0" / "part-0.parquet").unlink()
 
-    redone, counts, after = _resume(flow_run, tmp_path, damage)
+    redone, counts, after = _resume(flow_run, model_overrides, tmp_path, damage)
     assert redone == {"0/evaluate", "1/train", "1/evaluate"}
     assert after == counts and (tmp_path / "runs" / "it" / "checkpoints" / "iteration=1" / "manifest.json").exists()
 
 
-def test_deleted_shard_redoes_the_iteration_from_its_rollout(flow_run, tmp_path, harness):
+def test_deleted_shard_redoes_the_iteration_from_its_rollout(flow_run, model_overrides, tmp_path, harness):
     def damage(run_dir):
         shutil.rmtree(run_dir / "rollouts" / "iteration=1" / "shard=0")
 
-    redone, counts, after = _resume(flow_run, tmp_path, damage)
+    redone, counts, after = _resume(flow_run, model_overrides, tmp_path, damage)
     # the shard is resampled (same seeds: the same texts, new timings), so the pool is judged and
     # the sets rebuilt; the sets come out the same, so the adapter trained on them is kept
     assert redone == {"1/shard0", "1/sample", "1/judge", "1/build_sets"}
     assert after == counts
 
 
-def test_truncated_set_file_and_missing_record_are_redone(flow_run, tmp_path, harness):
+def test_truncated_set_file_and_missing_record_are_redone(flow_run, model_overrides, tmp_path, harness):
     """A truncated Parquet file of a set, and the issue's case: a step record deleted with its
     outputs left (`judge`'s here) — both steps and what follows them are redone."""
     def damage(run_dir):
@@ -82,7 +79,7 @@ def test_truncated_set_file_and_missing_record_are_redone(flow_run, tmp_path, ha
         f.write_bytes(f.read_bytes()[:100])
         shutil.rmtree(run_dir / "steps" / "iteration=1" / "step=judge")
 
-    redone, counts, after = _resume(flow_run, tmp_path, damage)
+    redone, counts, after = _resume(flow_run, model_overrides, tmp_path, damage)
     assert redone == {"1/judge", "1/build_sets"}  # the rebuilt sets are the same: train and evaluate stand
     assert after == counts
     run_dir = tmp_path / "runs" / "it"
@@ -90,7 +87,7 @@ def test_truncated_set_file_and_missing_record_are_redone(flow_run, tmp_path, ha
     assert depends == {"1/judge": _check(run_dir, 1, "judge")["outputs"]}
 
 
-def test_redone_step_with_other_outputs_redoes_its_dependents(flow_run, tmp_path, harness):
+def test_redone_step_with_other_outputs_redoes_its_dependents(flow_run, model_overrides, tmp_path, harness):
     """A set partition replaced by other rows (fewer refine pairs): build_sets is redone and
     rebuilds it, and what read the sets (train, then evaluate) is redone too."""
     import pyarrow.parquet as pq
@@ -99,7 +96,7 @@ def test_redone_step_with_other_outputs_redoes_its_dependents(flow_run, tmp_path
         f = run_dir / "sets" / "iteration=1" / "kind=sft" / "part-0.parquet"
         pq.write_table(pq.read_table(f).slice(0, 1), f)
 
-    redone, counts, after = _resume(flow_run, tmp_path, damage)
+    redone, counts, after = _resume(flow_run, model_overrides, tmp_path, damage)
     assert redone == {"1/build_sets"}  # rebuilt to the recorded outputs: nothing after it changes
     assert after == counts
 

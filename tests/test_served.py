@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OVERRIDES = [
-    "run.iterations=1", "run.torch_threads=1", "data.embedded.n_seed=200", "data.embedded.n_train=48",
+    "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=48",
     "data.embedded.n_test=12", "seed.steps=100", "seed.batch_size=16", "train.max_steps=40", "train.batch_size=8",
     "train.grad_accum=1", "rollout.max_new_tokens=64", "orchestration.shard_size=4",  # 12 shards of 4 questions
 ]
@@ -117,15 +117,18 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, cache_dir, embedded_model):
-    return tmp_path_factory.mktemp("runs"), [*OVERRIDES, f"model.cache_dir={cache_dir}"]
+def runs(tmp_path_factory, model_overrides, embedded_model):
+    return tmp_path_factory.mktemp("runs"), [*OVERRIDES, *model_overrides]
 
 
 @pytest.fixture(scope="module")
-def reference(server, runs):
-    """The same run, uninterrupted, from `r3v run` against the same server."""
+def reference(server, runs, seed_model):
+    """The same run, uninterrupted, from `r3v run` against the same server. Its M_0 is the session's
+    (`seed_model`: the same warm-up, whose steps do not depend on the train split's size), so the
+    killed run, which trains its own, must also reproduce the warm-up bit for bit."""
     root, overrides = runs
-    out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=reference")
+    out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=reference",
+                     f"model.source={seed_model}", "seed.enabled=false")
     assert "| 1 |" in out.stdout
     return root / "reference"
 
@@ -267,13 +270,14 @@ def test_retries_show_finished_tasks_as_cached(crashed):
     assert "Crashed" in by_name["train-it1"] and not any("Running" in states for states in by_name.values()), by_name
 
 
-def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference):
+def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference, seed_model):
     root, overrides = runs
-    # from the reference's M_0 (no seed stage, no evaluation of M_0 of its own): the rollout's rows
-    # depend only on M_0, the questions and the seeds, so they must be the reference's
+    # from the reference's M_0 (no evaluation of M_0 of its own): the rollout's rows depend only on
+    # M_0, the questions and the seeds (not on the threads: one per worker here), so they must be
+    # the reference's
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=dask",
-                     "orchestration.task_runner=dask", "orchestration.workers=2", "seed.enabled=false",
-                     "eval.evaluate_seed=false", f"model.source={reference / 'checkpoints' / 'seed'}")
+                     "orchestration.task_runner=dask", "orchestration.workers=2", "run.torch_threads=1",
+                     "seed.enabled=false", "eval.evaluate_seed=false", f"model.source={seed_model}")
     assert "| 1 |" in out.stdout
     assert _rows(root / "dask", SAMPLES) == _rows(reference, SAMPLES)
     shards = _rows(root / "dask", "SELECT shard, worker, started_at, finished_at FROM src_shards ORDER BY shard")

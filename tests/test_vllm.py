@@ -37,8 +37,9 @@ def rc(vc):
 
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
-    """One iteration of the real flow with rollout.backend=vllm (prefect_test_harness)."""
+def vllm_run(tmp_path_factory, model_overrides, seed_model, harness):
+    """One iteration of the real flow with rollout.backend=vllm (prefect_test_harness), from the
+    session's trained M_0 (the seed stage has no vLLM part)."""
     from flows.iterate import r3v_flow
     from r3v.rollout import vllm_backend as vb
 
@@ -46,7 +47,8 @@ def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
     overrides = [
         "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=12",
         "seed.steps=100", "seed.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
-        "rollout.max_new_tokens=48", "rollout.backend=vllm", f"run.root={root}", f"model.cache_dir={cache_dir}",
+        "rollout.max_new_tokens=48", "rollout.backend=vllm", f"run.root={root}", *model_overrides,
+        f"model.source={seed_model}", "seed.enabled=false",
         *(f"rollout.vllm.{k}={v}" for k, v in ENGINE.items()),
     ]
     loads = vb.LOADS
@@ -55,9 +57,9 @@ def flow_run(tmp_path_factory, cache_dir, embedded_model, harness):
 
 
 @pytest.fixture(scope="module")
-def model(flow_run):
+def model(seed_model):
     """M_0 of the flow run: a seed-trained model that writes readable rationales."""
-    return str(flow_run[0] / "checkpoints" / "seed")
+    return str(seed_model)
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +111,10 @@ def _transformers(model, adapter, requests, params):
                         progress=False).generate(requests, params)
 
 
-def test_one_iteration_of_the_flow_on_vllm(flow_run):
+def test_one_iteration_of_the_flow_on_vllm(vllm_run):
     from r3v.store import Store
 
-    run_dir, md, loads = flow_run
+    run_dir, md, loads = vllm_run
     assert "| 1 |" in md
     store = Store(run_dir)
     q = lambda sql: store.query(sql).to_pylist()  # noqa: E731
@@ -247,10 +249,10 @@ def test_teardown_frees_the_engine(model, rc, requests_):
     assert vb.LOADS == loads + 1  # woken for the next rollout: built again
 
 
-def test_a_trained_adapter_matches_transformers(flow_run, model, rc, requests_):
+def test_a_trained_adapter_matches_transformers(vllm_run, model, rc, requests_):
     from r3v.rollout import SamplingParams, make_sampler
 
-    trained = str(flow_run[0] / "checkpoints" / "iteration=1")
+    trained = str(vllm_run[0] / "checkpoints" / "iteration=1")
     params = SamplingParams(temperature=0.0, max_new_tokens=48)
     reqs = _greedy(requests_)
     ours = make_sampler(rc, model, trained, "float32", max_lora_rank=32, progress=False).generate(reqs, params)

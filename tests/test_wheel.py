@@ -23,7 +23,8 @@ def _run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1200, **kw)
 
 
-def test_wheel_install_runs_the_smoke_config(tmp_path, cache_dir, embedded_model):
+def test_wheel_install_runs_the_smoke_config(tmp_path, model_overrides, seed_model):
+    """From the session's trained M_0 (the seed stage is the same code installed either way)."""
     wheels = tmp_path / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
           str(ROOT)], cwd=tmp_path)
@@ -42,10 +43,10 @@ def test_wheel_install_runs_the_smoke_config(tmp_path, cache_dir, embedded_model
     assert where[0].startswith(str(site)) and Path(where[1]).is_dir(), where
     assert {p.name for p in Path(where[1]).glob("*.sql")} >= {"samples.sql", "select_sets.sql", "metrics.sql"}
     out = _run([str(venv / "bin" / "r3v"), "run", str(ROOT / "configs" / "smoke.yaml"), f"run.root={tmp_path / 'runs'}",
-                f"model.cache_dir={cache_dir}"], cwd=tmp_path, env=env).stdout
+                *model_overrides, f"model.source={seed_model}", "seed.enabled=false"], cwd=tmp_path, env=env).stdout
     assert "| 1 |" in out
     meta = json.loads((tmp_path / "runs" / "smoke" / "run.json").read_text())
-    assert Path(meta["source_model"]) == Path(embedded_model).resolve()  # the session's build, not a new one
+    assert Path(meta["source_model"]) == Path(seed_model).resolve()
     rows = _run([str(venv / "bin" / "r3v"), "sql", str(tmp_path / "runs" / "smoke"),
                  "SELECT count(*) AS n FROM sft_examples"], cwd=tmp_path, env=env).stdout
     assert rows.strip()

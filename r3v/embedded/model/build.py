@@ -129,10 +129,14 @@ def build(mcfg: EmbeddedModelConfig, out: Path) -> Path:
     return out
 
 
+def cached_build(mcfg: EmbeddedModelConfig, cache_dir: str | Path) -> Path:
+    """Where the build for this config lives in the model cache `cache_dir` (built or not)."""
+    return Path(cache_dir).expanduser() / "embedded" / f"tiny-llava-{_key(mcfg)}"
+
+
 def ensure_built(mcfg: EmbeddedModelConfig, cache_dir: str | Path) -> Path:
     """Path of the cached build for this config, building it first if absent."""
-    cache = Path(cache_dir).expanduser() / "embedded"
-    out = cache / f"tiny-llava-{_key(mcfg)}"
+    out = cached_build(mcfg, cache_dir)
     if (out / "r3v_embedded.json").exists():
         return out
     build(mcfg, out)  # written to a temporary folder and renamed into place
