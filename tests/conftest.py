@@ -118,24 +118,30 @@ def flow_run(tmp_path_factory, model_overrides, embedded_model, harness):
 def seed_model(request, cache_dir, embedded_model) -> Path:
     """The trained M_0 of `flow_run` (its seed stage, FLOW_OVERRIDES' warm-up of the slow tier's
     model), for every test that starts after the seed stage: `model.source=<it>`,
-    `seed.enabled=false`. Kept in the model cache under a key of what made it (the model, the
-    overrides, r3v's code), so CI's vLLM lane, which shares the main lane's cache, reuses the main
-    lane's M_0 instead of training its own; a session whose cache lacks it runs `flow_run`."""
+    `seed.enabled=false`. Kept in the model cache under a key of what made it (the model, torch
+    and transformers, the overrides, r3v's code), so CI's two lanes, which share one cache, train
+    it once: the first to need it runs `flow_run` while the other waits on the lock."""
+    import fcntl
     import hashlib
     import shutil
 
+    import torch
+    import transformers
+
     code = sorted(Path(__file__).parents[1].joinpath("r3v").rglob("*.py"))
-    blob = [embedded_model.name, *FLOW_OVERRIDES, *(p.read_text() for p in code)]
+    blob = [embedded_model.name, torch.__version__, transformers.__version__, *FLOW_OVERRIDES,
+            *(p.read_text() for p in code)]
     key = hashlib.sha256("\0".join(blob).encode()).hexdigest()[:12]
     out = Path(cache_dir) / "seed-models" / f"{embedded_model.name}-m0-{key}"
-    if not (out / "config.json").exists():
-        trained = request.getfixturevalue("flow_run") / "checkpoints" / "seed"
-        tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-        shutil.copytree(trained, tmp, dirs_exist_ok=True)
-        try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".lock", "w") as lock:  # a lane beside this one waits for it, then reuses it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "config.json").exists():
+            trained = request.getfixturevalue("flow_run") / "checkpoints" / "seed"
+            tmp = out.with_name(f".tmp-{out.name}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(trained, tmp)
             tmp.rename(out)  # whole or not at all
-        except OSError:  # a lane beside this one put it there first
-            shutil.rmtree(tmp)
     return out
 
 
