@@ -115,12 +115,15 @@ def flow_run(tmp_path_factory, model_overrides, embedded_model, harness):
 
 
 @pytest.fixture(scope="session")
-def seed_model(request, cache_dir, embedded_model) -> Path:
-    """The trained M_0 of `flow_run` (its seed stage, FLOW_OVERRIDES' warm-up of the slow tier's
-    model), for every test that starts after the seed stage: `model.source=<it>`,
-    `seed.enabled=false`. Kept in the model cache under a key of what made it (the model, torch
-    and transformers, the overrides, r3v's code), so CI's two lanes, which share one cache, train
-    it once: the first to need it runs `flow_run` while the other waits on the lock."""
+def seed_model(request, tmp_path_factory, model_overrides, cache_dir, embedded_model) -> Path:
+    """A trained M_0 (FLOW_OVERRIDES' warm-up of the slow tier's model) for every test that starts
+    after the seed stage: `model.source=<it>`, `seed.enabled=false`. Kept in the model cache under a
+    key of what makes it (the model, torch and transformers, the overrides, r3v's code), so CI's two
+    lanes, which share one cache, train it once: the first to need it makes it while the other
+    waits on the lock. A session that runs `flow_run` anyway takes that run's M_0; one that does
+    not (the vLLM lane) runs the seed stage alone. (A test that compares against a run trained in
+    its own environment takes `flow_run`'s M_0 instead: another environment, e.g. with vLLM
+    imported, need not reproduce it bit for bit.)"""
     import fcntl
     import hashlib
     import shutil
@@ -134,13 +137,23 @@ def seed_model(request, cache_dir, embedded_model) -> Path:
     key = hashlib.sha256("\0".join(blob).encode()).hexdigest()[:12]
     out = Path(cache_dir) / "seed-models" / f"{embedded_model.name}-m0-{key}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / ".lock", "w") as lock:  # a lane beside this one waits for it, then reuses it
+    with open(out.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "config.json").exists():
-            trained = request.getfixturevalue("flow_run") / "checkpoints" / "seed"
+            if any("flow_run" in item.fixturenames for item in request.session.items):
+                run_dir = request.getfixturevalue("flow_run")
+            else:
+                from r3v import steps
+                from r3v.config import load_config
+                from r3v.run import init_run
+
+                root = tmp_path_factory.mktemp("seed-model")
+                run_dir = init_run(load_config(None, FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]))
+                steps.prepare(str(run_dir))
+                steps.seed(str(run_dir))
             tmp = out.with_name(f".tmp-{out.name}")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(trained, tmp)
+            shutil.copytree(Path(run_dir) / "checkpoints" / "seed", tmp)
             tmp.rename(out)  # whole or not at all
     return out
 

@@ -123,13 +123,14 @@ def runs(tmp_path_factory, model_overrides, embedded_model):
 
 
 @pytest.fixture(scope="module")
-def reference(server, runs, seed_model):
-    """The same run, uninterrupted, from `r3v run` against the same server. Its M_0 is the session's
-    (`seed_model`: the same warm-up, whose steps do not depend on the train split's size), so the
-    killed run, which trains its own, must also reproduce the warm-up bit for bit."""
+def reference(server, runs, flow_run):
+    """The same run, uninterrupted, from `r3v run` against the same server. Its M_0 is the flow
+    fixture's (the same warm-up, whose steps do not depend on the train split's size, trained in
+    this environment), so the killed run, which trains its own, must also reproduce the warm-up bit
+    for bit."""
     root, overrides = runs
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=reference",
-                     f"model.source={seed_model}", "seed.enabled=false")
+                     f"model.source={flow_run / 'checkpoints' / 'seed'}", "seed.enabled=false")
     assert "| 1 |" in out.stdout
     return root / "reference"
 
@@ -271,14 +272,14 @@ def test_retries_show_finished_tasks_as_cached(crashed):
     assert "Crashed" in by_name["train-it1"] and not any("Running" in states for states in by_name.values()), by_name
 
 
-def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference, seed_model):
+def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference, flow_run):
     root, overrides = runs
     # from the reference's M_0 (no evaluation of M_0 of its own): the rollout's rows depend only on
     # M_0, the questions and the seeds (not on the threads: one per worker here), so they must be
     # the reference's
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=dask",
                      "orchestration.task_runner=dask", "orchestration.workers=2", "run.torch_threads=1",
-                     "seed.enabled=false", "eval.evaluate_seed=false", f"model.source={seed_model}",
+                     "seed.enabled=false", "eval.evaluate_seed=false", f"model.source={flow_run / 'checkpoints' / 'seed'}",
                      "train.max_steps=2")  # what follows the rollout is not compared: the least of it
     assert "| 1 |" in out.stdout
     assert _rows(root / "dask", SAMPLES) == _rows(reference, SAMPLES)
