@@ -8,12 +8,13 @@
   slow test starts gets `model_overrides`, so it finds this build in the session's cache.
 - `harness`: one temporary Prefect server for every test that runs a flow.
 - `flow_run`: one finished iteration of the flow.
-- `seed_model`: its trained M_0, which every test of later steps starts from instead of training
-  its own (kept in the model cache, so CI's two lanes train it once).
+- `seed_model`: a trained M_0 (flow_run's), which every test of later steps starts from instead of
+  training its own (kept in the model cache, so CI's two lanes train it once: `SeedModelSlot`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -100,15 +101,61 @@ def harness():
         yield
 
 
+class SeedModelSlot:
+    """Where the slow tier's trained M_0 lives in the model cache (a key of what makes it: the
+    model, torch and transformers, FLOW_OVERRIDES, r3v's code), and a lock on it, so that CI's two
+    lanes, which share one cache, train it once: whoever makes it holds the lock meanwhile, the
+    other lane waits for it and reuses it."""
+
+    def __init__(self, cache_dir, embedded_model: Path):
+        import hashlib
+
+        import torch
+        import transformers
+
+        code = sorted(Path(__file__).parents[1].joinpath("r3v").rglob("*.py"))
+        blob = [embedded_model.name, torch.__version__, transformers.__version__, *FLOW_OVERRIDES,
+                *(p.read_text() for p in code)]
+        key = hashlib.sha256("\0".join(blob).encode()).hexdigest()[:12]
+        self.path = Path(cache_dir) / "seed-models" / f"{embedded_model.name}-m0-{key}"
+
+    def ready(self) -> bool:
+        return (self.path / "config.json").exists()
+
+    @contextlib.contextmanager
+    def locked(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield self
+
+    def keep(self, trained: Path) -> None:
+        """Copy a trained M_0 into the slot (whole or not at all); call it holding the lock."""
+        import shutil
+
+        if self.ready():
+            return
+        tmp = self.path.with_name(f".tmp-{self.path.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(trained, tmp)
+        tmp.rename(self.path)
+
+
 @pytest.fixture(scope="session")
-def flow_run(tmp_path_factory, model_overrides, embedded_model, harness):
-    """One iteration of the real flow on the tiny model (run twice: the second is a no-op resume);
-    its seed model (checkpoints/seed) is the trained M_0 other tests start from."""
+def flow_run(tmp_path_factory, model_overrides, cache_dir, embedded_model, harness):
+    """One iteration of the real flow on the tiny model (run twice: the second is a no-op resume).
+    Its M_0 (checkpoints/seed) is kept as `seed_model` when the cache has none yet, holding the
+    slot's lock meanwhile (the vLLM lane beside waits for it instead of training its own)."""
     from flows.iterate import r3v_flow
 
+    slot = SeedModelSlot(cache_dir, embedded_model)
     root = tmp_path_factory.mktemp("runs")
     overrides = FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]
-    md = r3v_flow(overrides=overrides, run_name="it")
+    with slot.locked() if not slot.ready() else contextlib.nullcontext():
+        md = r3v_flow(overrides=overrides, run_name="it")
+        slot.keep(root / "it" / "checkpoints" / "seed")
     again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
     assert md == again and "| 1 |" in md
     return root / "it"
@@ -117,48 +164,36 @@ def flow_run(tmp_path_factory, model_overrides, embedded_model, harness):
 @pytest.fixture(scope="session")
 def seed_model(request, tmp_path_factory, model_overrides, cache_dir, embedded_model) -> Path:
     """A trained M_0 (FLOW_OVERRIDES' warm-up of the slow tier's model) for every test that starts
-    after the seed stage: `model.source=<it>`, `seed.enabled=false`. Kept in the model cache under a
-    key of what makes it (the model, torch and transformers, the overrides, r3v's code), so CI's two
-    lanes, which share one cache, train it once: the first to need it makes it while the other
-    waits on the lock. A session that runs `flow_run` anyway takes that run's M_0; one that does
-    not (the vLLM lane) runs the seed stage alone. (A test that compares against a run trained in
-    its own environment takes `flow_run`'s M_0 instead: another environment, e.g. with vLLM
-    imported, need not reproduce it bit for bit.)"""
-    import fcntl
-    import hashlib
-    import shutil
+    after the seed stage: `model.source=<it>`, `seed.enabled=false`. Made once for CI's two lanes
+    (`SeedModelSlot`): a session that runs `flow_run` takes that run's; one that does not (the
+    vLLM lane) waits for the other lane's, or runs the seed stage alone if none is being made. (A
+    test that compares against a run trained in its own environment takes `flow_run`'s M_0
+    instead: another environment, e.g. with vLLM imported, need not reproduce it bit for bit.)"""
+    slot = SeedModelSlot(cache_dir, embedded_model)
+    if any("flow_run" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("flow_run")  # keeps its M_0 in the slot, unless the slot had one
+        return slot.path
+    with slot.locked():
+        if not slot.ready():
+            from r3v import steps
+            from r3v.config import load_config
+            from r3v.run import init_run
 
-    import torch
-    import transformers
+            root = tmp_path_factory.mktemp("seed-model")
+            run_dir = init_run(load_config(None, FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]))
+            steps.prepare(str(run_dir))
+            steps.seed(str(run_dir))
+            slot.keep(run_dir / "checkpoints" / "seed")
+    return slot.path
 
-    code = sorted(Path(__file__).parents[1].joinpath("r3v").rglob("*.py"))
-    blob = [embedded_model.name, torch.__version__, transformers.__version__, *FLOW_OVERRIDES,
-            *(p.read_text() for p in code)]
-    key = hashlib.sha256("\0".join(blob).encode()).hexdigest()[:12]
-    out = Path(cache_dir) / "seed-models" / f"{embedded_model.name}-m0-{key}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "config.json").exists():
-            if any("flow_run" in item.fixturenames for item in request.session.items):
-                run_dir = request.getfixturevalue("flow_run")
-            else:
-                from r3v import steps
-                from r3v.config import load_config
-                from r3v.run import init_run
 
-                root = tmp_path_factory.mktemp("seed-model")
-                run_dir = init_run(load_config(None, FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]))
-                steps.prepare(str(run_dir))
-                steps.seed(str(run_dir))
-            tmp = out.with_name(f".tmp-{out.name}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(Path(run_dir) / "checkpoints" / "seed", tmp)
-            tmp.rename(out)  # whole or not at all
-    return out
+FIRST_SLOW = ("test_flow.py",)
+"""Slow test files that run before the rest of the slow tier: `flow_run`, which they start, makes
+the M_0 that CI's vLLM lane, beside this one, waits for."""
 
 
 def pytest_collection_modifyitems(config, items):
-    """The fast tier first (tests not marked slow, in file order), then the slow tier: a plain
-    `pytest -q` (what CI runs) reports a broken unit within its first minutes."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+    """The fast tier first (tests not marked slow, in file order), then the slow tier (FIRST_SLOW's
+    files first, each file's tests together): a plain `pytest -q` (what CI runs) reports a broken
+    unit within its first minutes."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is not None, item.path.name not in FIRST_SLOW))

@@ -138,17 +138,19 @@ def _packed_batch(tokenizer, lines: list[str], length: int = 128) -> dict[str, t
 
 def completion_accuracy(model, tokenizer, pairs: list[tuple[str, str]], first_only: bool = False) -> float:
     """Share of held-out (prompt, completion) pairs the LM completes right (greedy, text only);
-    `first_only`: only the completion's first sentence counts (a look-up's first answer)."""
-    right = 0
-    for prompt, completion in pairs:
-        expect = completion.split(".")[0] + "." if first_only else completion
-        enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        n_new = len(tokenizer(expect, add_special_tokens=False)["input_ids"]) + 1
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=n_new, do_sample=False)
-        text = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        right += text.strip().startswith(expect.strip())
-    return right / len(pairs)
+    `first_only`: only the completion's first sentence counts (a look-up's first answer). One
+    left-padded batch (one `generate` a pair cost ~12 ms of set-up each: 7 s of every build)."""
+    expects = [c.split(".")[0] + "." if first_only else c for _, c in pairs]
+    n_new = max(len(tokenizer(e, add_special_tokens=False)["input_ids"]) for e in expects) + 1
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer([p for p, _ in pairs], return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=n_new, do_sample=False)
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return sum(t.strip().startswith(e.strip()) for t, e in zip(texts, expects)) / len(pairs)
 
 
 def read_accuracy(model, processor, pairs: list[tuple[bytes, str]], max_new_tokens: int = 48) -> float:
