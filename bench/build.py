@@ -39,26 +39,20 @@ CHECKS = [  # (phase, fact, lower bound, why)
 
 
 def build_once(config: Path | None, keep: str | None = None) -> dict:
-    """Build in a child process into a fresh cache (or into `keep`, which must not hold this build
-    yet, and keeps it): {seconds, phase facts}."""
+    """Build with `r3v build-model` in a child process into a fresh cache (or into `keep`, which
+    must not hold this build yet, and keeps it): {seconds, phase facts}."""
+    from r3v.config import load_config
+    from r3v.embedded.model.build import cached_build
+
     with tempfile.TemporaryDirectory() as tmp:
         cache = keep or tmp
-        code = (
-            "import sys, json, torch; torch.set_num_threads(2)\n"
-            "from r3v.config import load_config\n"
-            "from r3v.embedded.model.build import ensure_built\n"
-            "cfg = load_config(sys.argv[1] or None, [f'model.cache_dir={sys.argv[2]}'])\n"
-            "print(ensure_built(cfg.model.embedded, cfg.model.cache_dir))\n"
-        )
-        t0 = time.perf_counter()
-        from r3v.config import load_config
-        from r3v.embedded.model.build import cached_build
-
         cfg = load_config(config, [f"model.cache_dir={cache}"])
         if (cached_build(cfg.model.embedded, cache) / "r3v_embedded.json").exists():
             raise SystemExit(f"{cache} already holds this build: nothing to time (give another --keep)")
-        out = subprocess.run([sys.executable, "-c", code, str(config or ""), cache], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        cmd = [sys.executable, "-m", "r3v.cli", "build-model", *([str(config)] if config else []),
+               f"model.cache_dir={cache}"]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         seconds = time.perf_counter() - t0
         facts = json.loads((Path(out) / "r3v_embedded.json").read_text())
     return {"seconds": round(seconds, 1), **{k: facts[k] for k in
