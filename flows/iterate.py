@@ -86,8 +86,10 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
 
 def _explain_crash(flow, flow_run, state) -> None:
     """on_crashed hook (run by the serving process when the flow's process dies): replace the
-    crash message with crash_message's, and mark the task runs the process was running Crashed
-    (left alone, they would show as Running forever beside the retried attempt's)."""
+    crash message with crash_message's, and end the task runs the process was running (left
+    alone, they would show as Running forever beside the retried attempt's): Completed where the
+    store holds their work as finished (written, then killed before the state reached the API),
+    else Crashed. The UI then says what the store says, which is what a retry goes by."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -97,7 +99,9 @@ def _explain_crash(flow, flow_run, state) -> None:
         TaskRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.states import Crashed
+    from prefect.states import Completed, Crashed
+
+    from tasks.steps import finished_in_store
 
     p = flow_run.parameters or {}
     try:
@@ -111,8 +115,12 @@ def _explain_crash(flow, flow_run, state) -> None:
             task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
                 any_=[StateType.RUNNING, StateType.PENDING]))))
         for tr in running:
-            client.set_task_run_state(tr.id, Crashed(message="the flow's process was killed while this ran; "
-                                                     "Retry resumes it"), force=True)
+            if run_dir and finished_in_store(run_dir, tr.name):
+                end = Completed(message="finished (its work is in the run's store) just before the flow's process "
+                                        "was killed, which it did not live to report; a retry shows it Cached")
+            else:
+                end = Crashed(message="the flow's process was killed while this ran; Retry resumes it")
+            client.set_task_run_state(tr.id, end, force=True)
 
 
 @flow(name="r3v", flow_run_name=_flow_run_name, log_prints=True, on_crashed=[_explain_crash])

@@ -70,6 +70,30 @@ def step_task(step: str, run_name: str | None = None):
     return task(name=step, task_run_name=run_name or step, cache_key_fn=cache_key(step), persist_result=True)
 
 
+_TASK_RUN_NAME = re.compile(r"(?P<step>prepare|seed|sample|judge|build_sets|train|evaluate)"
+                            r"(?:-it(?P<iteration>\d+))?(?:-shard(?P<shard>\d+))?")
+
+
+def finished_in_store(run_dir: str, task_run_name: str) -> bool:
+    """Whether the store holds the work of the step task run named `task_run_name` (the names
+    step_task gives: `seed`, `train-it1`, `sample-it1-shard3`) as finished and intact. What a killed
+    process's task runs are marked with: one can have written its result and been killed before it
+    reported Completed. Any other name (report, scale, a name this module does not give): False."""
+    m = _TASK_RUN_NAME.fullmatch(task_run_name)
+    if not m:
+        return False
+    step, iteration, shard = m["step"], int(m["iteration"] or 0), m["shard"]
+    if shard is not None and step != "sample":
+        return False  # only the rollout has shards
+    try:
+        run = Run.open(run_dir)
+        if shard is not None:
+            return shard_done(run, iteration, int(shard)) is not None
+        return check(run, iteration, step)[0] is not None
+    except (OSError, ValueError):  # a run folder that cannot be opened: nothing there is finished
+        return False
+
+
 def _log(step: str, facts: dict) -> dict:
     get_run_logger().info("%s: %s", step, facts)
     return facts

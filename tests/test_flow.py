@@ -128,3 +128,29 @@ def test_two_iterations_continue_from_previous_adapter(run_dir, tmp_path, model_
     metrics = q("SELECT iteration, pass_at_1 FROM metrics ORDER BY 1")
     assert [m["iteration"] for m in metrics] == [0, 1, 2]  # 0: prepare/seed step times only
     assert metrics[0]["pass_at_1"] is None and metrics[2]["pass_at_1"] is not None
+
+
+def test_the_crash_hook_ends_the_killed_attempts_task_runs_as_the_store_says(run_dir, model_overrides, harness):
+    """A SIGKILL can land between a step's write to the store and its Completed state reaching the
+    API. The flow's on_crashed hook ends the task runs left Running: Completed where the store holds
+    the step as finished (what a retry shows Cached), Crashed elsewhere."""
+    from prefect import get_client
+    from prefect.states import Crashed, Running
+
+    from flows.iterate import _explain_crash, r3v_flow
+    from tasks import train
+
+    params = {"overrides": OVERRIDES + model_overrides + [f"run.root={run_dir.parent}"], "run_name": "it"}
+    with get_client(sync_client=True) as client:
+        fr = client.create_flow_run(r3v_flow, parameters=params)
+        made = {name: client.create_task_run(train, fr.id, dynamic_key=name, name=name, state=Running()).id
+                for name in ("train-it1", "sample-it1-shard0", "train-it2", "sample-it2-shard0", "report")}
+        _explain_crash(r3v_flow, client.read_flow_run(fr.id),
+                       Crashed(message="Flow run infrastructure exited with non-zero status code -9."))
+        states = {name: client.read_task_run(i).state for name, i in made.items()}
+        flow_state = client.read_flow_run(fr.id).state
+    assert {n: s.name for n, s in states.items()} == {
+        "train-it1": "Completed", "sample-it1-shard0": "Completed",  # finished in the store
+        "train-it2": "Crashed", "sample-it2-shard0": "Crashed", "report": "Crashed"}
+    assert "in the run's store" in states["train-it1"].message and "Retry resumes it" in states["report"].message
+    assert flow_state.name == "Crashed" and flow_state.message.startswith("The flow's process was killed by SIGKILL")

@@ -115,6 +115,25 @@ def test_cache_keys_name_run_config_iteration_step_and_shard(tmp_path):
     assert cache_key("prepare")(None, {"run_dir": run_dir}) != issued
 
 
+def test_a_killed_task_run_is_finished_where_the_store_says_so(tmp_path):
+    from r3v.run import Run, record
+    from tasks.steps import finished_in_store
+
+    run_dir = _run_with_questions(tmp_path, 2)
+    assert not finished_in_store(run_dir, "prepare")
+    record(Run.open(run_dir), 0, "prepare", 0.0, {"questions": 2})
+    assert finished_in_store(run_dir, "prepare")
+    # the names step_task gives, parsed to the record they stand for
+    assert not finished_in_store(run_dir, "seed") and not finished_in_store(run_dir, "train-it1")
+    assert not finished_in_store(run_dir, "sample-it1-shard0")  # no shard record
+    # names of tasks with no record in the store, or not of this module's steps
+    for name in ("report", "scale-it1", "prepare-shard0", "train-it1-shard0", "adopt-x", "prepare-it0x"):
+        assert not finished_in_store(run_dir, name), name
+    shutil.rmtree(Path(run_dir) / "questions")  # its outputs gone: no longer finished
+    assert not finished_in_store(run_dir, "prepare")
+    assert not finished_in_store(str(tmp_path / "nowhere"), "prepare")
+
+
 def test_prefect_yaml_deploys_the_flow_to_three_kinds_of_pool():
     from prefect.flows import load_flow_from_entrypoint
 

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -265,7 +266,15 @@ def test_retries_show_finished_tasks_as_cached(crashed):
     by_name: dict[str, list[str]] = {}
     for tr in runs:
         by_name.setdefault(tr["name"], []).append(tr["state"]["name"] if tr["state"] else "?")
-    assert by_name["sample-it1-shard0"].count("Completed") == 1 and "Cached" in by_name["sample-it1-shard0"]
+    # each shard Completed once, then Cached: those the store held when the process was killed by
+    # the killed attempt (by their own report, or by the crash hook where the kill came between
+    # their write and their report), the others by the first retry
+    for j in range(12):
+        states = by_name[f"sample-it1-shard{j}"]
+        assert states.count("Completed") == 1 and "Cached" in states, (j, states)
+    started = {tr["name"]: datetime.fromisoformat(tr["start_time"]).timestamp() for tr in runs
+               if tr["state"] and tr["state"]["name"] == "Completed" and tr["start_time"]}
+    assert all(started[f"sample-it1-shard{j}"] < crashed["kill_rollout_at"] for j in crashed["shards_before"]), started
     assert by_name["seed"].count("Completed") == 1 and by_name["seed"].count("Cached") == 2
     assert by_name["train-it1"].count("Completed") == 1  # the killed attempt never completed it
     # the task runs a killed process was running are marked Crashed by the flow's hook, not left Running
