@@ -9,13 +9,23 @@ BUDGET = 3  # optimizer steps per iteration, the same for every arm (the --quick
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory, model_overrides, embedded_model, harness):
+def quick_overrides(model_overrides, seed_model):
+    """The --quick profile from the shared M_0, with a seed stage of its own of a few steps at a
+    low rate: the seed arm still trains M_0 once (what the arms share), without another 100-step
+    warm-up (53 s) whose quality the arms' refine and select sets need."""
+    from r3v.analysis.experiment import QUICK_OVERRIDES
+
+    return QUICK_OVERRIDES + model_overrides + [f"model.source={seed_model}", "seed.steps=4", "seed.lr=1e-5"]
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, quick_overrides, harness):
     """The --quick profile through the flow, with one seed: <root>/exp/seed=0/ and the summary."""
     from flows.experiment import experiment_flow
-    from r3v.analysis.experiment import QUICK, QUICK_OVERRIDES
+    from r3v.analysis.experiment import QUICK
 
     root = tmp_path_factory.mktemp("runs")
-    overrides = QUICK_OVERRIDES + model_overrides + [f"run.root={root}"]
+    overrides = quick_overrides + [f"run.root={root}"]
     kw = dict(overrides=overrides, name="exp", iterations=QUICK["iterations"], arms=ARMS[1:], ns=QUICK["ns"],
               seeds=QUICK["seeds"])
     md = experiment_flow(**kw)
@@ -59,17 +69,17 @@ def test_arms_share_the_seed_model_and_first_rollouts(exp_dir):
         assert q(d, "SELECT pass_at_1, select_at_n FROM metrics WHERE iteration = 0") == m0
 
 
-def test_an_arm_with_another_judge_judges_the_adopted_rollouts(exp_dir, model_overrides):
+def test_an_arm_with_another_judge_judges_the_adopted_rollouts(exp_dir, quick_overrides):
     # r3v-checked (judge.check_reading) adopts the same rollouts and judges them itself: lucky
     # positives become wrong_reading negatives. (Its training is not run here: the tiny test model
     # has too few true positives to train on, which the train step refuses with a clear error.)
     from r3v import steps
-    from r3v.analysis.experiment import QUICK_OVERRIDES, adopt, arm_overrides
+    from r3v.analysis.experiment import adopt, arm_overrides
     from r3v.analysis.replicates import seed_overrides
     from r3v.config import load_config
     from r3v.run import Run, init_run
 
-    overrides = QUICK_OVERRIDES + model_overrides + [f"run.root={exp_dir.parent}"]
+    overrides = quick_overrides + [f"run.root={exp_dir.parent}"]
     overrides += seed_overrides(load_config(None, overrides), 0)  # as the experiment ran seed 0
     arm = init_run(load_config(None, overrides + arm_overrides(exp_dir, "r3v-checked", 1)))
     adopt(arm, exp_dir / "arms" / "seed", exp_dir / "arms" / "star")
