@@ -7,7 +7,9 @@ peak memory is its own. The pandas result is checked equal to r3v's before any t
 The pool: `--samples` judged rationales over two iterations, N=8 samples per question per
 iteration, each question right with its own rate (so all-right, all-wrong and mixed questions
 all occur, as in a real pool). "views" is the reference for memory: the three set views read
-into Arrow and nothing else.
+into Arrow and nothing else. "r3v" is `build_sets` (every set in memory at once, as a caller of
+the function holds them); "step" is what the build_sets step does with them (`iter_sets`: each set
+written to Parquet as it is built, then let go), timed with its writes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pyarrow as pa  # noqa: E402
 
 from r3v import prompts  # noqa: E402
 from r3v.schema import SAMPLE_SCHEMA, SET_SCHEMA  # noqa: E402
-from r3v.sets import SET_KINDS, build_sets  # noqa: E402
+from r3v.sets import SET_KINDS, build_sets, iter_sets  # noqa: E402
 from r3v.store import Store  # noqa: E402
 
 N_PER_ITERATION = 8
@@ -120,7 +122,19 @@ def views_only(store: Store, iteration: int, run_seed: int) -> dict[str, pa.Tabl
         con.close()
 
 
-ARMS = {"r3v": lambda s, k, seed: build_sets(s, k, seed), "pandas": pandas_sets, "views": views_only}
+def as_the_step(store: Store, iteration: int, run_seed: int) -> dict[str, int]:
+    """What the build_sets step does (r3v/steps.py): each set written to a store (a scratch one
+    here) as it is built, then let go. Returns each set's row count."""
+    with tempfile.TemporaryDirectory() as out:
+        dest, rows = Store(out), {}
+        for kind, table in iter_sets(store, iteration, run_seed):
+            dest.write("sets", table, iteration=iteration, kind=kind)
+            rows[kind] = table.num_rows
+            del table
+        return rows
+
+
+ARMS = {"r3v": lambda s, k, seed: build_sets(s, k, seed), "step": as_the_step, "pandas": pandas_sets, "views": views_only}
 
 
 def _run(arm: str, root: str, repeats: int, queue) -> None:
@@ -129,7 +143,7 @@ def _run(arm: str, root: str, repeats: int, queue) -> None:
         t0 = time.perf_counter()
         result = ARMS[arm](store, ITERATIONS, 0)
         times.append(time.perf_counter() - t0)
-    rows = {k: t.num_rows for k, t in result.items()}
+    rows = {k: t if isinstance(t, int) else t.num_rows for k, t in result.items()}
     queue.put(dict(seconds=min(times), all_seconds=times, rows=rows, peak_rss_mb=_peak_rss_mb()))
 
 
@@ -176,8 +190,9 @@ def main() -> None:
     for arm, r in res.items():
         print(f"{arm:7s} {r['seconds']:6.2f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  rows {r['rows']}")
     ratio = res["pandas"]["seconds"] / res["r3v"]["seconds"]
-    print(f"pandas / r3v time: {ratio:.2f}x;  r3v peak / views peak: "
-          f"{res['r3v']['peak_rss_mb'] / res['views']['peak_rss_mb']:.2f}")
+    print(f"pandas / r3v time: {ratio:.2f}x;  peak / views peak: r3v "
+          f"{res['r3v']['peak_rss_mb'] / res['views']['peak_rss_mb']:.2f}, step "
+          f"{res['step']['peak_rss_mb'] / res['views']['peak_rss_mb']:.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(samples=args.samples, repeats=args.repeats, arms=res,

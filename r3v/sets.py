@@ -11,6 +11,8 @@ holds each question's latest positive chain (view `qar_chains`), trained as its 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 
 from r3v import prompts
@@ -47,19 +49,27 @@ def _as_set(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=SET_SCHEMA)
 
 
-def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None,
-               qar: bool = False) -> dict[str, pa.Table]:
-    """{kind: table in SET_SCHEMA} for `iteration`, from the pool up to it; `sq` when enabled, and
-    `qar` (the role examples of positive chains, view qar_chains) when the rollout samples chains."""
+def iter_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None,
+              qar: bool = False) -> Iterator[tuple[str, pa.Table]]:
+    """(kind, table in SET_SCHEMA) for `iteration`, from the pool up to it, one kind at a time: a
+    caller that writes each set and lets it go (the build_sets step) holds one set's rows at most.
+    `sq` when enabled, and `qar` (the role examples of positive chains, view qar_chains) when the
+    rollout samples chains."""
     kinds = SET_KINDS + (("qar",) if qar else ())
     con = store.connect(upto=iteration, seed=run_seed)
     try:
-        out = {kind: _as_set(con.sql(_QUERIES[kind].format(stamp=f"{int(iteration)} AS iteration, '{kind}' AS kind"))
-                             .to_arrow_table()) for kind in kinds}
+        for kind in kinds:
+            query = _QUERIES[kind].format(stamp=f"{int(iteration)} AS iteration, '{kind}' AS kind")
+            yield kind, _as_set(con.sql(query).to_arrow_table())
     finally:
         con.close()
     if sq is not None and sq.enabled:
         from r3v.sq.selfq import build_sq_set
 
-        out["sq"] = pa.Table.from_pylist(build_sq_set(store, iteration, run_seed, sq), schema=SET_SCHEMA)
-    return out
+        yield "sq", pa.Table.from_pylist(build_sq_set(store, iteration, run_seed, sq), schema=SET_SCHEMA)
+
+
+def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None,
+               qar: bool = False) -> dict[str, pa.Table]:
+    """{kind: table in SET_SCHEMA} for `iteration`, every set at once (see iter_sets)."""
+    return dict(iter_sets(store, iteration, run_seed, sq, qar))
