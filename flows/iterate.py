@@ -117,7 +117,7 @@ def _explain_crash(flow, flow_run, state) -> None:
         for tr in running:
             if run_dir and finished_in_store(run_dir, tr.name):
                 end = Completed(message="finished (its work is in the run's store) just before the flow's process "
-                                        "was killed, which it did not live to report; a retry shows it Cached")
+                                        "was killed, which it did not live to report; a retry does not redo it")
             else:
                 end = Crashed(message="the flow's process was killed while this ran; Retry resumes it")
             client.set_task_run_state(tr.id, end, force=True)
