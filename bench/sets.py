@@ -8,8 +8,8 @@ The pool: `--samples` judged rationales over two iterations, N=8 samples per que
 iteration, each question right with its own rate (so all-right, all-wrong and mixed questions
 all occur, as in a real pool). "views" is the reference for memory: the three set views read
 into Arrow and nothing else. "r3v" is `build_sets` (every set in memory at once, as a caller of
-the function holds them); "step" is what the build_sets step does with them (`iter_sets`: each set
-written to Parquet as it is built, then let go), timed with its writes.
+the function holds them); "step" is what the build_sets step does (`write_sets`: each set written
+to the store, as Parquet, as it is built, then let go), timed with its writes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import pyarrow as pa  # noqa: E402
 
 from r3v import prompts  # noqa: E402
 from r3v.schema import SAMPLE_SCHEMA, SET_SCHEMA  # noqa: E402
-from r3v.sets import SET_KINDS, build_sets, iter_sets  # noqa: E402
+from r3v.sets import SET_KINDS, build_sets, write_sets  # noqa: E402
 from r3v.store import Store  # noqa: E402
 
 N_PER_ITERATION = 8
@@ -122,19 +122,7 @@ def views_only(store: Store, iteration: int, run_seed: int) -> dict[str, pa.Tabl
         con.close()
 
 
-def as_the_step(store: Store, iteration: int, run_seed: int) -> dict[str, int]:
-    """What the build_sets step does (r3v/steps.py): each set written to a store (a scratch one
-    here) as it is built, then let go. Returns each set's row count."""
-    with tempfile.TemporaryDirectory() as out:
-        dest, rows = Store(out), {}
-        for kind, table in iter_sets(store, iteration, run_seed):
-            dest.write("sets", table, iteration=iteration, kind=kind)
-            rows[kind] = table.num_rows
-            del table
-        return rows
-
-
-ARMS = {"r3v": lambda s, k, seed: build_sets(s, k, seed), "step": as_the_step, "pandas": pandas_sets, "views": views_only}
+ARMS = {"r3v": lambda s, k, seed: build_sets(s, k, seed), "step": write_sets, "pandas": pandas_sets, "views": views_only}
 
 
 def _run(arm: str, root: str, repeats: int, queue) -> None:

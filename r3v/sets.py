@@ -73,3 +73,15 @@ def build_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningC
                qar: bool = False) -> dict[str, pa.Table]:
     """{kind: table in SET_SCHEMA} for `iteration`, every set at once (see iter_sets)."""
     return dict(iter_sets(store, iteration, run_seed, sq, qar))
+
+
+def write_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningConfig | None = None,
+               qar: bool = False) -> dict[str, int]:
+    """Build the sets of `iteration` into the store (sets/iteration=k/kind=*), each written and let
+    go before the next is built (see iter_sets): {kind: rows}."""
+    sizes = {}
+    for kind, table in iter_sets(store, iteration, run_seed, sq, qar):
+        store.write("sets", table, iteration=iteration, kind=kind)
+        sizes[kind] = table.num_rows
+        del table  # written: let it go before the next set is built
+    return sizes

@@ -222,13 +222,9 @@ def build_sets(run_dir: str, iteration: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "build_sets")
     if finished:
         return finished
-    from r3v.sets import iter_sets
+    from r3v.sets import write_sets
 
-    sizes = {}
-    for kind, table in iter_sets(run.store, iteration, run.cfg.run.seed, run.cfg.sq, run.cfg.qar.rollout_n > 0):
-        run.store.write("sets", table, iteration=iteration, kind=kind)
-        sizes[kind] = table.num_rows
-        del table  # written: let it go before the next set is built
+    sizes = write_sets(run.store, iteration, run.cfg.run.seed, run.cfg.sq, run.cfg.qar.rollout_n > 0)
     return record(run, iteration, "build_sets", t0, sizes)
 
 

@@ -65,13 +65,14 @@ def cache_key(step: str):
     return key
 
 
+_RUN_NAMES: dict[str, re.Pattern] = {}
+"""step -> the pattern of its task runs' names, from the template step_task was given."""
+
+
 def step_task(step: str, run_name: str | None = None):
     """A task for one step: named `<step>-it<k>[-shard<j>]` in the UI, cached under cache_key(step)."""
+    _RUN_NAMES[step] = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>\\d+)", re.escape(run_name or step)))
     return task(name=step, task_run_name=run_name or step, cache_key_fn=cache_key(step), persist_result=True)
-
-
-_TASK_RUN_NAME = re.compile(r"(?P<step>prepare|seed|sample|judge|build_sets|train|evaluate)"
-                            r"(?:-it(?P<iteration>\d+))?(?:-shard(?P<shard>\d+))?")
 
 
 def finished_in_store(run_dir: str, task_run_name: str) -> bool:
@@ -79,17 +80,16 @@ def finished_in_store(run_dir: str, task_run_name: str) -> bool:
     step_task gives: `seed`, `train-it1`, `sample-it1-shard3`) as finished and intact. What a killed
     process's task runs are marked with: one can have written its result and been killed before it
     reported Completed. Any other name (report, scale, a name this module does not give): False."""
-    m = _TASK_RUN_NAME.fullmatch(task_run_name)
-    if not m:
+    found = next(((step, m) for step, pattern in _RUN_NAMES.items() if (m := pattern.fullmatch(task_run_name))), None)
+    if found is None:
         return False
-    step, iteration, shard = m["step"], int(m["iteration"] or 0), m["shard"]
-    if shard is not None and step != "sample":
-        return False  # only the rollout has shards
+    step, m = found
+    keys = {k: int(v) for k, v in m.groupdict().items()}
     try:
         run = Run.open(run_dir)
-        if shard is not None:
-            return shard_done(run, iteration, int(shard)) is not None
-        return check(run, iteration, step)[0] is not None
+        if step == "sample_shard":
+            return shard_done(run, keys["iteration"], keys["shard"]) is not None
+        return check(run, keys.get("iteration", 0), step)[0] is not None
     except (OSError, ValueError):  # a run folder that cannot be opened: nothing there is finished
         return False
 
