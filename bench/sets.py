@@ -51,17 +51,19 @@ def make_pool(root: Path, samples: int, seed: int = 0) -> Store:
         sid = np.char.add(np.char.add(qid, f"#{it}#"), idx.astype(str))
         n = q.size
         ans = np.where(correct, "7", "0")
+        bare = rng.random(n) < 0.1  # a bare `Answer: X`, no reasoning: never an SFT target or y+
         table = pa.table({
             "shard": pa.array(np.zeros(n, np.int32)), "sample_id": pa.array(sid), "question_id": pa.array(qid),
             "iteration": pa.array(np.full(n, it, np.int32)), "sample_index": pa.array(idx.astype(np.int32)),
             "seed": pa.array(np.zeros(n, np.int64)), "prompt_kind": pa.array(["cot"] * n),
-            "rationale": pa.array(np.char.add(np.char.add("There are 3 and 4 objects, sample ", sid),
-                                              np.char.add(". Answer: ", ans))),
+            "rationale": pa.array(np.where(bare, np.char.add(np.char.add("Answer: ", ans), np.char.add(" #", sid)),
+                                           np.char.add(np.char.add("There are 3 and 4 objects, sample ", sid),
+                                                       np.char.add(". Answer: ", ans)))),
             "finished": pa.array(np.ones(n, bool)), "model_ref": pa.array(["m@none"] * n),
             "prompt_tokens": pa.array(np.full(n, 40, np.int32)), "completion_tokens": pa.array(np.full(n, 20, np.int32)),
             "seconds": pa.array(np.zeros(n)), "chain": pa.nulls(n, SAMPLE_SCHEMA.field("chain").type),
             "answer": pa.array(ans), "gold": pa.array(["7"] * n), "correct": pa.array(correct),
-            "judge_reason": pa.array(np.where(correct, "numeric", "mismatch")),
+            "judge_reason": pa.array(np.where(correct, "numeric", "mismatch")), "has_rationale": pa.array(~bare),
         }).cast(SAMPLE_SCHEMA)
         store.write("samples", table, iteration=it)
     return store
@@ -78,10 +80,13 @@ def pandas_sets(store: Store, iteration: int, run_seed: int) -> dict[str, pa.Tab
     df["rk"] = df.groupby(["question_id", "correct"]).cumcount() + 1
     pos, neg = df[df["correct"]], df[~df["correct"]]
     out = {}
-    sft = pos[pos["rk"] == 1]
+    # a positive is a rationale: the SFT target and y+ are the latest positive that has one
+    reasoned = pos[pos["has_rationale"]].copy()
+    reasoned["rk"] = reasoned.groupby("question_id").cumcount() + 1
+    sft = reasoned[reasoned["rk"] == 1]
     out["sft"] = pd.DataFrame({"example_id": "sft#" + sft["question_id"], "question_id": sft["question_id"],
                                "target": sft["rationale"], "source_ids": [[s] for s in sft["sample_id"]]})
-    p1, n1 = pos[pos["rk"] == 1], neg[neg["rk"] == 1]
+    p1, n1 = reasoned[reasoned["rk"] == 1], neg[neg["rk"] == 1]
     ref = n1.merge(p1, on="question_id", suffixes=("_n", "_p"))
     out["refine"] = pd.DataFrame({
         "example_id": "refine#" + ref["question_id"], "question_id": ref["question_id"],

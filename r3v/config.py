@@ -110,6 +110,10 @@ class EmbeddedModelConfig:
     (`red 3 blue | red 3 blue.`) and on looking values up in a listing (`red 3, blue 7. blue 7.`):
     the in-context copying and look-up a pretrained LM brings and every step of a chain needs
     (take the operand the question names; write the value the reading lists for it)."""
+    probe_every: int = 0
+    """> 0: measure the held-out text facts every this many steps of the text and reading phases
+    and record them (`curve` in `r3v_embedded.json`): how many steps a skill needs. It changes
+    no weight, so it is not part of the build's cache key."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,11 @@ class JudgeConfig:
     `wrong_reading`). A diagnostic for the embedded benchmark, not the paper's judge: real data
     has no scene truth, and rows without it are judged on the answer alone. Evaluation always
     judges the answer alone."""
+    min_rationale_words: int = 3
+    """A positive is a rationale: a sample enters L_SFT or becomes y+ of a refine pair only if the
+    words before its final answer number at least this many (and, on the embedded benchmark, it
+    reads the scene and writes an equation first; r3v.analysis.error_kinds.is_rationale). A bare
+    answer, however right, still counts for accuracy and may be a select candidate."""
     shuffle_labels: bool = False
     """The canary (`r3v experiment --arms r3v-canary`): after judging, the iteration's verdicts are
     permuted among its samples (seeded by run.seed and the iteration; the same number of
@@ -345,7 +354,16 @@ class TrainConfig:
     """Peak learning rate of an iteration's training (AdamW, linear warm-up then cosine decay;
     LLaVA-1.5's LoRA recipe: 2e-4 at batch 128)."""
     epochs: int = 2
-    """Passes over the iteration's sets (when max_steps is 0; LLaVA-1.5: 1)."""
+    """Passes over the iteration's training mix (when max_steps is 0; LLaVA-1.5: 1; the R3V
+    authors: 3)."""
+    anchor: bool = False
+    """Mix the anchor data into every iteration's training, as the R3V authors' released code does:
+    the seed split's gold rationales and every train question's direct answer (`Answer: X` to the
+    direct prompt), in L_SFT beside the self-generated sets. Off: the iteration trains on the
+    self-generated sets alone (a departure from the authors)."""
+    anchor_rationales: int = 0
+    """With `anchor`: at most this many of the seed split's gold rationales per iteration (a draw
+    seeded by run.seed and the iteration); 0: all of them."""
     max_steps: int = 0
     """> 0: exactly this many optimizer steps per iteration, whatever the sets' size (a fixed
     training budget: arms that train on fewer kinds of example get the same compute); 0: `epochs`."""

@@ -197,6 +197,26 @@ def extract_answer(text, explicit: bool = False) -> str | None:
     return span or None
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def reasoning_before_answer(text, min_words: int = 3) -> bool:
+    """Does the output hold reasoning before its final answer? (A positive is a rationale: a bare
+    `Answer: 12`, however right, is not one.) The words (letters or digits) before the last
+    explicit answer marker, or before the last line when there is none, must number at least
+    `min_words`."""
+    text = _decode(text)
+    if not text:
+        return False
+    last = _last_marker(text)
+    if last is not None:
+        before = text[:last.start()]
+    else:
+        lines = text.rstrip().rsplit("\n", 1)
+        before = lines[0] if len(lines) > 1 else ""
+    return len(_WORD.findall(before)) >= min_words
+
+
 def _is_choice_list(span: str) -> bool:
     """`(B) (C) (D)`: letters one after another (a hedge, kept whole so the reader sees them all)."""
     return len(_LETTER_TOKEN.findall(span)) > 1 and not re.search(r"[a-z]{3,}", span)

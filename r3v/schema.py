@@ -38,6 +38,9 @@ SAMPLE_SCHEMA = pa.schema(list(ROLLOUT_SCHEMA) + [
     ("gold", pa.string()),
     ("correct", pa.bool_()),
     ("judge_reason", pa.string()),  # exact | numeric | choice | mismatch | unparsed | ambiguous | bad_choice | wrong_reading
+    # holds its reasoning before the answer (r3v.analysis.error_kinds.is_rationale): only such a
+    # positive enters L_SFT or becomes y+ (a bare `Answer: 12` is not a rationale)
+    ("has_rationale", pa.bool_()),
 ])
 
 # One turn of a self-questioning sample (kind=sq), in conversation order.

@@ -196,7 +196,7 @@ def judge(run_dir: str, iteration: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "judge")
     if finished:
         return finished
-    from r3v.analysis.error_kinds import judge_checking_reading
+    from r3v.analysis.error_kinds import is_rationale, judge_checking_reading
     from r3v.judge import judge_for_question, shuffle_verdicts
     from r3v.schema import SAMPLE_SCHEMA
 
@@ -207,14 +207,16 @@ def judge(run_dir: str, iteration: int) -> dict:
     for r in rows:
         q = qs[r["question_id"]]
         ans, v = (judge_checking_reading if check else judge_for_question)(r["rationale"], q, tol, generic)
-        r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason)
+        r.update(answer=ans, gold=q["answer"], correct=v.correct, judge_reason=v.reason,
+                 has_rationale=is_rationale(r["rationale"], q, run.cfg.judge.min_rationale_words))
     if run.cfg.judge.shuffle_labels:  # the canary arm: the same number of positives, on random samples
         shuffle_verdicts(rows, f"{run.cfg.run.seed}:{iteration}:canary")
     run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
     n_pos = sum(r["correct"] for r in rows)
     reasons = dict(Counter(r["judge_reason"] for r in rows))
     return record(run, iteration, "judge", t0, {"samples": len(rows), "positives": n_pos,
-                                                 "negatives": len(rows) - n_pos, "reasons": reasons})
+                                                 "negatives": len(rows) - n_pos, "reasons": reasons,
+                                                 "rationale_free": sum(not r["has_rationale"] for r in rows)})
 
 
 def build_sets(run_dir: str, iteration: int) -> dict:

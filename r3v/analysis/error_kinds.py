@@ -67,6 +67,26 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
     return all(read.get(c) == truth[c] for c in relevant)
 
 
+_EQUATION = re.compile(r"-?\d+ [-+] (?:[a-z]+ )?-?\d+ = -?\d+")
+
+
+def is_rationale(text: str | None, question: dict, min_words: int = 3) -> bool:
+    """A positive is a rationale: the output holds reasoning before its answer (at least
+    `min_words` words, `r3v.judge.reasoning_before_answer`), and on the embedded benchmark (a
+    question whose metadata names its family) it reads the scene (`Table: …`) and writes an
+    equation before `Answer:` — what every gold rationale does. A bare `Answer: 12` is none."""
+    from r3v.judge import reasoning_before_answer
+
+    if not reasoning_before_answer(text, min_words):
+        return False
+    meta = question.get("metadata") or "{}"
+    family = (json.loads(meta) if isinstance(meta, str) else meta).get("family")
+    if family not in _READING:
+        return True
+    before = text.rsplit("Answer:", 1)[0]
+    return f"{_READING[family][0]}:" in before and _EQUATION.search(before) is not None
+
+
 def judge_checking_reading(text: str | None, question: dict, tolerance: float = 0.05,
                            relaxed_generic: bool = False) -> tuple[str | None, Verdict]:
     """`judge_for_question`, and a right answer with a wrong reading of the scene is wrong

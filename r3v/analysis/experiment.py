@@ -131,7 +131,8 @@ COLUMNS = [  # (column, header, format)
     ("arm", "arm", "{}"), ("iteration", "iter", "{}"), ("pass_at_1", "pass@1", "{:.3f}"),
     ("maj_at_n", "maj@N", "{:.3f}"), ("oracle_at_n", "oracle@N", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}"),
     ("share_with_positive", "≥1 pos", "{:.2f}"), ("share_mixed", "mixed", "{:.2f}"),
-    ("unparsed_rate", "unparsed", "{:.3f}"), ("mean_rationale_tokens", "tokens", "{:.1f}"),
+    ("unparsed_rate", "unparsed", "{:.3f}"), ("rationale_free_rate", "no rationale", "{:.3f}"),
+    ("mean_rationale_tokens", "tokens", "{:.1f}"),
     ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
     *[(f"{t.loss_column}_end", t.symbol, "{:.3f}") for t in TERMS],  # metrics.sql: loss_<term>_end
     ("sq_samples", "sq", "{}"), ("qar_chains", "qar", "{}"),

@@ -20,6 +20,7 @@ COLUMNS = [  # (column, header, format)
     ("oracle_at_n", "oracle@N", "{:.3f}"), ("select_at_n", "select@N", "{:.3f}"),
     ("samples", "samples", "{}"), ("positives", "pos", "{}"), ("negatives", "neg", "{}"),
     ("share_mixed", "mixed", "{:.2f}"), ("unparsed_rate", "unparsed", "{:.3f}"),
+    ("rationale_free_rate", "no rationale", "{:.3f}"),
     ("sft_examples", "sft", "{}"), ("refine_pairs", "refine", "{}"), ("select_sets", "select", "{}"),
     ("seconds_total", "seconds", "{:.0f}"),
 ]

@@ -17,6 +17,7 @@ s AS (
            count(*) FILTER (WHERE correct)                     AS positives,
            count(*) FILTER (WHERE NOT correct)                 AS negatives,
            avg((judge_reason = 'unparsed')::INT)               AS unparsed_rate,
+           avg((NOT coalesce(has_rationale, true))::INT)       AS rationale_free_rate,
            avg(completion_tokens)                              AS mean_rationale_tokens
     FROM samples GROUP BY iteration
 ),
@@ -59,7 +60,7 @@ w AS (
     FROM src_steps GROUP BY iteration
 )
 SELECT its.iteration, e.pass_at_1, e.maj_at_n, e.oracle_at_n, e.select_at_n, e.eval_questions,
-       s.samples, s.positives, s.negatives, q.share_with_positive, q.share_mixed, s.unparsed_rate,
+       s.samples, s.positives, s.negatives, q.share_with_positive, q.share_mixed, s.unparsed_rate, s.rationale_free_rate,
        s.mean_rationale_tokens, t.sft_examples, t.refine_pairs, t.select_sets,
        l.loss_sft_end, l.loss_refine_end, l.loss_select_end,
        e.qar_pass_at_1, t.sq_samples, t.qar_chains, l.loss_sq_end,

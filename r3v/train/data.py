@@ -89,6 +89,21 @@ def seed_examples(questions: Iterable[dict], direct_answers: bool) -> list[Examp
     return out
 
 
+def anchor_examples(seed_questions: Sequence[dict], train_questions: Sequence[dict], max_rationales: int,
+                    seed: int) -> list[Example]:
+    """The anchor data the R3V authors keep in every iteration's training file: the warm-up's gold
+    rationales (the seed split; at most `max_rationales` of them, a draw seeded by `seed`, 0: all)
+    and every train question's direct answer (question -> `Answer: X`, the direct prompt)."""
+    import random
+
+    rationales = [q for q in seed_questions if q.get("rationale")]
+    if 0 < max_rationales < len(rationales):
+        rationales = random.Random(f"{seed}:anchor").sample(rationales, max_rationales)
+    return (seed_examples(rationales, direct_answers=False)
+            + [Example("sft", q["image"]["bytes"], tuple(prompts.direct(q["question"], q["choices"])),
+                       prompts.answer_target(q["answer"])) for q in train_questions])
+
+
 def encode(processor, ex: Example, max_length: int) -> Encoded | None:
     """Tokenise the conversation with the chat template; labels on the target turns only.
 

@@ -138,14 +138,22 @@ def _iteration_model(run: Run, iteration: int):
 
 def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> list:
     """The examples of iteration k's sets (sets/iteration=k/): the R3V sets, the self-questioning
-    samples (sq) and the role turns of positive chains (qar). A set whose term weighs 0 is left
-    out, not computed and multiplied by 0 (the STaR arm trains the SFT set only)."""
+    samples (sq) and the role turns of positive chains (qar), and with `train.anchor` the anchor
+    data (the seed split's gold rationales and the train questions' direct answers, in L_SFT). A
+    set whose term weighs 0 is left out, not computed and multiplied by 0 (the STaR arm trains
+    the SFT set only)."""
     from r3v.train.data import examples_from_sets
 
     qs = {q["id"]: q for q in run.questions("train")}
     rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
             if weights[objective.TERM_OF_KIND[r["kind"]]] > 0]
     examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
+    tc = run.cfg.train
+    if tc.anchor and weights["sft"] > 0 and run.store.exists("questions", split="seed"):
+        from r3v.train.data import anchor_examples
+
+        examples += anchor_examples(run.questions("seed"), list(qs.values()), tc.anchor_rationales,
+                                    run.cfg.run.seed + iteration)
     if any(r["kind"] == "sq" for r in rows):
         from r3v.sq.selfq import examples_from_sq_rows
 
