@@ -110,10 +110,6 @@ class EmbeddedModelConfig:
     (`red 3 blue | red 3 blue.`) and on looking values up in a listing (`red 3, blue 7. blue 7.`):
     the in-context copying and look-up a pretrained LM brings and every step of a chain needs
     (take the operand the question names; write the value the reading lists for it)."""
-    probe_every: int = 0
-    """> 0: measure the held-out text facts every this many steps of the text and reading phases
-    and record them (`curve` in `r3v_embedded.json`): how many steps a skill needs. It changes
-    no weight, so it is not part of the build's cache key."""
 
 
 @dataclass(frozen=True)

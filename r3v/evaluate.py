@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from r3v import prompts
+from r3v.analysis.error_kinds import is_rationale
 from r3v.config import QARConfig
 from r3v.judge import answer_key, judge_for_question, normalize
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
@@ -40,7 +41,8 @@ def majority(answers: Sequence[str | None], key: Callable[[str], str] = normaliz
 def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_seed: int, ns: int | Sequence[int],
              params: SamplingParams, tolerance: float, strategy: str = "cot", qar: QARConfig | None = None,
              relaxed_generic: bool = False) -> tuple[list[dict], list[dict]]:
-    """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA) for each N in `ns`.
+    """(prediction rows in EVAL_SCHEMA, metric rows in EVAL_METRIC_SCHEMA) for each N in `ns`, and
+    `rationale_free`: the share of greedy CoT outputs with no reasoning before their answer.
 
     One greedy answer, max(ns) samples per question (sample i has the same seed whatever N, so
     the samples of N are the first N of max(ns)), and one select prompt per N over those N.
@@ -69,6 +71,8 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
         for metric, text in greedy_texts[j].items():
             preds.append(judged("greedy" if metric == "pass@1" and strategy != "qar" else "qar-greedy", 0, text))
             hits[metric] += preds[-1]["correct"]
+        if strategy != "qar":  # a bare `Answer: X` to the CoT prompt: what L_SEL's short target could teach
+            hits["rationale_free"] += not is_rationale(greedy_texts[j]["pass@1"], q)
         samples = {name: [judged(name, i, t) for i, t in enumerate(texts[j])] for name, texts in sources}
         preds += [p for name, _ in sources for p in samples[name]]
         key = partial(answer_key, question=q)
@@ -82,6 +86,7 @@ def evaluate(sampler: Sampler, questions: Sequence[dict], iteration: int, run_se
     total = len(questions)
     names = list(greedy_texts[0]) if questions else ["pass@1"]
     names += [f"{m}@{label[n]}" for n in ns for m in ("maj", "oracle", "select")]
+    names += ["rationale_free"] if strategy != "qar" else []
     metrics = [dict(iteration=iteration, metric=m, value=hits[m] / total if total else 0.0, n_questions=total)
                for m in names]
     return preds, metrics

@@ -16,7 +16,12 @@ of k-1 (train.init=continue).
 Departures from the paper: the warm-up set is the embedded seed split's gold rationales instead
 of GPT-distilled ones; the seed stage fully fine-tunes the tiny model's projector and language
 model (random weights; its vision tower was pretrained at build time and stays frozen), the
-iterations train LoRA adapters as the paper does.
+iterations train LoRA adapters as the paper does. By default an iteration trains on the
+self-generated sets alone; the authors' released code also puts the anchor data in every
+iteration's file (the warm-up's gold rationales and every train question's direct answer) and
+trains 3 epochs over the mix: `train.anchor=true` (`train.epochs`, `train.max_steps=0`) does that;
+which is better on the embedded benchmark is not measured yet (issue 30). A positive is a
+rationale: judge() records `has_rationale`, and the SFT set and y+ take only such positives.
 """
 
 from __future__ import annotations

@@ -139,58 +139,38 @@ def test_image_reaches_the_language_model(small_model, processor):
         image_reliance(load_model(small_model), processor, questions[:1])
 
 
-def test_patch_labels_mark_the_patch_of_each_object():
-    """Perception by design: each object sits inside one patch of a 4 x 4 grid of slots (patches
-    1, 3, 5, 7), so its patch label is one cell; the listing's order is the slots' reading order."""
+def test_patch_labels_mark_the_patches_under_each_object():
     import numpy as np
 
-    from r3v.embedded.bench.shapes import Obj, place_objects, reading
+    from r3v.embedded.bench.shapes import Obj
     from r3v.embedded.model.vision import CLASSES, patch_labels
 
-    objs = [Obj("red", "square", row=0, col=0), Obj("blue", "circle", row=2, col=3)]
+    objs = [Obj("red", "square", x=12, y=12, r=5), Obj("blue", "circle", x=50, y=40, r=5)]
     labels = patch_labels(objs, size=64, patch=8).reshape(8, 8)
-    assert np.argwhere(labels == CLASSES.index("red square")).tolist() == [[1, 1]]
-    assert np.argwhere(labels == CLASSES.index("blue circle")).tolist() == [[5, 7]]
-    assert (labels > 0).sum() == 2
-    placed = place_objects(__import__("random").Random(3), 5)
-    assert [(o.row, o.col) for o in placed] == sorted((o.row, o.col) for o in placed)  # reading order
-    assert reading(objs) == "Objects: red square, blue circle."
+    red, blue = CLASSES.index("red square"), CLASSES.index("blue circle")
+    # patch centres at 4, 12, 20, ...: the red box [7, 17] holds centre 12 only (patch 1); blue x [45, 55]
+    # holds 52 (patch 6), y [35, 45] holds 36 and 44 (patches 4, 5)
+    assert np.argwhere(labels == red).tolist() == [[1, 1]]
+    assert np.argwhere(labels == blue).tolist() == [[4, 6], [5, 6]]
+    assert (labels > 0).sum() == 3
 
 
 def test_patch_labels_for_bars_and_table_cells():
-    """A bar's value is printed as a digit glyph in its slot's top cell, the table's glyphs."""
     import numpy as np
 
     from r3v.embedded.bench.charts import Bar
     from r3v.embedded.bench.tables import Row
     from r3v.embedded.model.vision import CLASSES, patch_labels
 
-    bars = [Bar("red", slot=0, value=2), Bar("blue", slot=3, value=5)]
+    bars = [Bar("red", slot=0, units=2), Bar("blue", slot=3, units=5)]
     labels = patch_labels(bars, size=64, patch=8, family="chart").reshape(8, 8)
-    # value 2 is 12 px tall: the rows whose centre (4, 12, ..., 60) lies in [52, 63]: 6 and 7
-    assert np.argwhere(labels == CLASSES.index("red bar")).tolist() == [[6, 1], [7, 1]]
-    assert (labels == CLASSES.index("blue bar")).sum() == 4 and labels[0, 7] == CLASSES.index("digit 5")
-    assert labels[0, 1] == CLASSES.index("digit 2") and (labels[0] > 0).sum() == 2
+    assert np.argwhere(labels == CLASSES.index("red bar")).tolist() == [[6, 1], [7, 1]]  # 2 units tall
+    assert (labels == CLASSES.index("blue bar")).sum() == 5 and (labels[:, 7] > 0).sum() == 5
     rows = [Row("green", 7), Row("yellow", 3)]
     labels = patch_labels(rows, size=64, patch=8, family="table").reshape(8, 8)
     assert labels[0, 2] == CLASSES.index("green swatch") and labels[0, 5] == CLASSES.index("digit 7")
     assert labels[2, 2] == CLASSES.index("yellow swatch") and labels[2, 5] == CLASSES.index("digit 3")
     assert (labels > 0).sum() == 4
-
-
-def test_answers_spread_and_every_step_reads_the_image_first():
-    """Answers spread over many values (a guess is rarely right) and level 1 always reads the image."""
-    from collections import Counter
-
-    rows = suite.generate("test", 1500, EmbeddedBenchConfig())
-    answers = Counter(r["answer"] for r in rows)
-    assert len(answers) >= 50 and answers.most_common(1)[0][1] / len(rows) <= 0.03
-    for r in rows:
-        meta = json.loads(r["metadata"])
-        assert 10 <= meta["start"] <= 59 and all(0 <= x <= 100 for x in meta["results"])
-    for r in suite.generate("seed", 300, EmbeddedBenchConfig()):
-        if json.loads(r["metadata"])["level"] == 1:  # its one step adds or subtracts a value it reads
-            assert re.search(r"\. \d+ [-+] [a-z]+ \d+ = \d+\. Answer: ", r["rationale"]), r["rationale"]
 
 
 def test_freeze_vision_tower_leaves_projector_and_language_model_trainable(small_model):
@@ -211,37 +191,17 @@ def test_reading_pretraining_examples_are_the_rationales_words():
     from r3v.config import EmbeddedModelConfig
     from r3v.embedded.model import reading
     from r3v.embedded.model.build import build_tokenizer
-    from r3v.embedded.bench.common import COLOURS
-    from r3v.embedded.model.reading import _sums
+    from r3v.embedded.model.reading import _sums, _text_batch
 
     pairs = reading._scenes(random.Random(0), 6, 64)
     rows = suite.generate("seed", 6, EmbeddedBenchConfig())
     # what pretraining reads aloud is how a gold rationale starts (same words, same order rule)
     heads = {json.loads(r["metadata"])["family"]: r["rationale"].split(".")[0].split(":")[0] for r in rows}
-    assert sorted(text.split(":")[0] for _, text, _ in pairs[:3]) == sorted(heads.values())
-    assert all(q is None for _, _, q in pairs)
-    asked = reading._scenes(random.Random(0), 30, 64, asked=1.0)  # a question about the scene, any level
-    assert all(q and q.endswith("?") for _, _, q in asked)
+    assert sorted(text.split(":")[0] for _, text in pairs[:3]) == sorted(heads.values())
     for prompt, result in _sums(random.Random(1), 200):  # single equations, right, never a chain
         a, op, b, eq = prompt.split(" ")
-        assert eq == "=" and result.startswith(" ") and result.endswith(".") and int(b) <= 9
+        assert eq == "=" and result.startswith(" ") and result.endswith(".")
         assert (int(a) + int(b) if op == "+" else int(a) - int(b)) == int(result.strip(" .")) >= 0
-        assert int(result.strip(" .")) <= 99
-    for prompt, result in reading._steps(random.Random(5), 200):  # a step in a rationale's shape, right
-        listing, _, rest = prompt.partition(". ")
-        items = listing.split(": ")[1].split(", ")
-        if listing.startswith("Objects"):  # counts: the total, each colour's objects
-            values = {"total": len(items), **{c: sum(x.startswith(c + " ") for x in items) for c in COLOURS}}
-        else:
-            values = dict((k, int(v)) for k, _, v in (x.rpartition(" ") for x in items))
-        text = prompt + result
-        eqs = re.findall(r"(\d+) ([-+]) (?:([a-z]+) )?(\d+) = (\d+)\.", text)
-        assert 1 <= len(eqs) <= 3 and text.endswith(".")
-        for a, op, name, b, c in eqs:
-            assert (int(a) + int(b) if op == "+" else int(a) - int(b)) == int(c)
-            if name:
-                assert values[name] == int(b)
-        assert re.fullmatch(r" \d+ = \d+\.", result), result  # the asked value and the result
     for prompt, copy in reading._copies(random.Random(2), 100):  # the list again, word for word
         words = prompt.removesuffix(" |")
         assert copy == f" {words}." and 2 <= len(words.split()) <= 7
@@ -253,10 +213,12 @@ def test_reading_pretraining_examples_are_the_rationales_words():
         assert all(values[k] == v for k, v in (a.split(" ") for a in said)), (prompt, answers)
         assert len({a.split(" ")[0] for a in said}) == len(said) <= len(values)
     lines = reading._text_lines(random.Random(4), EmbeddedModelConfig())
-    assert len(lines) == 128 and sum(" | " in line for line in lines) == 16
-    assert sum(line.startswith(("Table:", "Bars:", "Objects:")) for line in lines) == 64
-    assert len(reading._text_lines(random.Random(4), EmbeddedModelConfig(induction_pretrain=False))) == 32
+    assert len(lines) == 128 and sum(" | " in line for line in lines) == 32
+    assert len(reading._text_lines(random.Random(4), EmbeddedModelConfig(induction_pretrain=False))) == 64
     tok = build_tokenizer(EmbeddedModelConfig())
+    batch = _text_batch(tok, ["3 + 4 = 7.", "12 - 5 = 7."])
+    assert batch["input_ids"].shape == batch["labels"].shape
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
     packed = reading._packed_batch(tok, ["3 + 4 = 7.", "red 3 blue | red 3 blue."] * 20, length=16)
     ids = packed["input_ids"][packed["attention_mask"] == 1].tolist()  # every line, in order, each ended
     one = tok("3 + 4 = 7.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]

@@ -18,7 +18,7 @@ QUESTIONS = [
     {"id": "q2", "image": {"bytes": b""}, "question": "How many more?", "answer": "4", "choices": None,
      "metadata": json.dumps({"answer_type": "integer"})},
 ]
-GREEDY = {"q1": "Answer: 3", "q2": "no final answer"}
+GREEDY = {"q1": "Answer: 3", "q2": "Counting the objects here.\nno final answer"}
 SAMPLES = {"q1": ["Answer: 2", "Answer: 3", "Answer: 3", "Answer: 5"],
            "q2": ["nothing", "Answer: 1", "Answer: 4", "Answer: 4"]}
 
@@ -69,8 +69,11 @@ def test_metrics_for_several_n_share_one_sample_set():
 
 def test_one_n_gives_the_four_metrics():
     _, _, m = run(4)
-    assert list(m) == ["pass@1", "maj@4", "oracle@4", "select@4"]
+    assert list(m) == ["pass@1", "maj@4", "oracle@4", "select@4", "rationale_free"]
     assert m["maj@4"] == 1.0  # q2: 4 now wins 2-1
+    # q1's greedy output is a bare answer (no reasoning before it); q2's reasons (a wrong answer
+    # may still hold reasoning: the share is of outputs, right or wrong)
+    assert m["rationale_free"] == 0.5
 
 
 def test_bad_n_is_refused():

@@ -106,4 +106,4 @@ def test_bootstrapping_with_chains(tmp_path, model_overrides, seed_model):
     # negative chains feed refine and select like any negative
     assert q("SELECT count(*) AS n FROM samples WHERE prompt_kind = 'qar' AND NOT correct")[0]["n"] > 0
     metrics = {m["metric"] for m in q("SELECT metric FROM src_eval_metrics WHERE iteration = 1")}
-    assert metrics == {"pass@1", "qar_pass@1", "maj@4", "oracle@4", "select@4"}
+    assert metrics == {"pass@1", "qar_pass@1", "maj@4", "oracle@4", "select@4", "rationale_free"}

@@ -45,6 +45,12 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     "r3v": [],
     "r3v-no-refine": ["train.lambda_ref=0"],
     "r3v-no-select": ["train.lambda_sel=0"],
+    # The authors' anchor data (the seed split's gold rationales and the train questions' direct
+    # answers in every iteration's mix: TrainConfig.anchor), switched on or off against the config.
+    "star-anchor": ["train.lambda_ref=0", "train.lambda_sel=0", "train.anchor=true"],
+    "r3v-anchor": ["train.anchor=true"],
+    "star-no-anchor": ["train.lambda_ref=0", "train.lambda_sel=0", "train.anchor=false"],
+    "r3v-no-anchor": ["train.anchor=false"],
     # Not in the default set: R3V with positives that must also read the scene right (a diagnostic
     # of false positives on the embedded benchmark; see JudgeConfig.check_reading).
     "r3v-checked": ["judge.check_reading=true"],

@@ -41,6 +41,7 @@ e AS (
            max(value) FILTER (WHERE metric LIKE 'maj@%')       AS maj_at_n,
            max(value) FILTER (WHERE metric LIKE 'oracle@%')    AS oracle_at_n,
            max(value) FILTER (WHERE metric LIKE 'select@%')    AS select_at_n,
+           max(value) FILTER (WHERE metric = 'rationale_free') AS eval_rationale_free,
            max(n_questions)                                    AS eval_questions
     FROM src_eval_metrics GROUP BY iteration
 ),
@@ -59,7 +60,7 @@ w AS (
            sum(seconds) AS seconds_total
     FROM src_steps GROUP BY iteration
 )
-SELECT its.iteration, e.pass_at_1, e.maj_at_n, e.oracle_at_n, e.select_at_n, e.eval_questions,
+SELECT its.iteration, e.pass_at_1, e.maj_at_n, e.oracle_at_n, e.select_at_n, e.eval_questions, e.eval_rationale_free,
        s.samples, s.positives, s.negatives, q.share_with_positive, q.share_mixed, s.unparsed_rate, s.rationale_free_rate,
        s.mean_rationale_tokens, t.sft_examples, t.refine_pairs, t.select_sets,
        l.loss_sft_end, l.loss_refine_end, l.loss_select_end,

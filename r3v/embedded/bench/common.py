@@ -65,7 +65,7 @@ class Step:
 
 def equations(start: int, steps: list[Step], first: str | None = None) -> tuple[str, list[int]]:
     """The rationale's arithmetic, one equation per step, each naming what it reads and writing
-    its intermediate result: `35 + blue 7 = 42. 42 - 2 = 40.` (`first`: how the
+    its intermediate result: `red 3 + blue 7 = 10. 10 - 2 = 8.` (`first`: how the
     starting value is written, default the number); returns (text, the results in order: the
     last is the answer)."""
     acc, parts, results = start, [], []
@@ -97,64 +97,22 @@ def parse_levels(spec: str) -> list[int]:
     return sorted(out)
 
 
-START = (10, 59)
-"""The range of the two-digit number every chain starts from (the question gives it): with one-digit
-values read from the image the answers then spread over ~90 values, so a guess is right ~1-2% of
-the time, and every sum is a two-digit number plus or minus a one-digit one."""
-LITERALS = tuple(range(1, 10))
-"""The numbers a step may take from the question instead of the image."""
-CEILING = 99
-"""No running value goes above it (a step that would subtracts instead)."""
-
-
-def chain(items: dict[str, int], level: int, rng: random.Random, literals=LITERALS,
-          first: str | None = None) -> tuple[int, list[Step]]:
-    """A two-digit start number (`START`) and `level` steps over `items` (name -> value): each step
-    adds or subtracts an item not used yet (while any is left, else a number from `literals`), or,
-    one time in four after the first step, a number; `first` names an item that is always the first step (added). The
-    running value stays within 0..`CEILING`."""
-    names = [n for n in items if n != first]
-    rng.shuffle(names)
-    acc = rng.randint(*START)
-    start, steps = acc, []
-    for i in range(level):
-        if i == 0 and first is not None:
-            name, value = first, items[first]
-        elif names and (i == 0 or rng.random() >= 0.25):  # the first step always reads the image
-            name = names.pop()
+def chain(items: dict[str, int], level: int, rng: random.Random, literals: list[int]) -> tuple[str, list[Step]]:
+    """A start item and `level` steps over `items` (name -> value): each step adds or subtracts an
+    item not used yet (while any is left, else a number from `literals`), or, one time in four, a
+    number; the running value never goes below 0."""
+    names = list(items)
+    start = rng.choice(names)
+    unused = [n for n in names if n != start]
+    rng.shuffle(unused)
+    acc, steps = items[start], []
+    for _ in range(level):
+        if unused and rng.random() >= 0.25:
+            name = unused.pop()
             value = items[name]
         else:
-            name, value = None, rng.choice(list(literals))
-        if i == 0 and first is not None:
-            sign = +1
-        elif acc + value > CEILING:
-            sign = -1
-        else:
-            sign = -1 if acc - value >= 0 and rng.random() < 0.5 else +1
+            name, value = None, rng.choice(literals)
+        sign = -1 if acc - value >= 0 and rng.random() < 0.5 else +1
         steps.append(Step(sign, value, name))
         acc += sign * value
     return start, steps
-
-
-def digit_cell(draw, x: int, y: int, digit: int, cell: int) -> None:
-    """Draw `digit` with the 5x7 bitmap font centred in the cell whose top-left is (x, y): every
-    family draws its numbers with this, identically wherever a number appears."""
-    ox, oy = x + (cell - 5) // 2, y + (cell - 7) // 2
-    for yy, line in enumerate(GLYPHS[digit]):
-        for xx, bit in enumerate(line):
-            if bit == "1":
-                draw.point((ox + xx, oy + yy), fill=INK)
-
-
-GLYPHS = {  # 5x7 bitmap digits
-    0: ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
-    1: ("00100", "01100", "00100", "00100", "00100", "00100", "01110"),
-    2: ("01110", "10001", "00001", "00010", "00100", "01000", "11111"),
-    3: ("11110", "00001", "00001", "01110", "00001", "00001", "11110"),
-    4: ("00010", "00110", "01010", "10010", "11111", "00010", "00010"),
-    5: ("11111", "10000", "11110", "00001", "00001", "10001", "01110"),
-    6: ("00110", "01000", "10000", "11110", "10001", "10001", "01110"),
-    7: ("11111", "00001", "00010", "00100", "01000", "01000", "01000"),
-    8: ("01110", "10001", "10001", "01110", "10001", "10001", "01110"),
-    9: ("01110", "10001", "10001", "01111", "00001", "00010", "01100"),
-}

@@ -1,14 +1,13 @@
 """Family `table`: TabMWP-like small rendered tables with a multi-step word problem.
 
 The image is a table of three or four rows; each row is a colour swatch (a child) and a
-one-digit number drawn with the 5x7 bitmap font (`common.digit_cell`), each in its own vision
-patch (perception by design: every fact a chain needs is one patch-aligned cell of a small fixed
-alphabet). Rows are separated by rules. A question of level k follows Ann's stickers from a
-two-digit number the question gives through k events, each adding or taking away a child's count
-from the table or a number the question gives. The gold rationale copies the table first
-("Table: red 3, blue 7, green 2."), then writes one equation per event with what it reads and
-the running total: `35 + red 3 = 38. 38 - 2 = 36. Answer: 36`. (TabMWP's multiple-choice items
-are not part of the levelled benchmark: a guess among four letters is right a quarter of the time.)
+one-digit number drawn with a 5x7 bitmap font, so reading the table needs digit recognition.
+Rows are separated by rules. A question of level k follows one child's stickers through k
+events, each adding or taking away another child's count from the table or a number the
+question gives. The gold rationale copies the table first ("Table: red 3, blue 7, green 2."),
+then writes one equation per event with what it reads and the running total:
+`red 3 + blue 7 = 10. 10 - 2 = 8. Answer: 8`. (TabMWP's multiple-choice items are not part of
+the levelled benchmark: a guess among four letters is right a quarter of the time from any chain.)
 """
 
 from __future__ import annotations
@@ -19,12 +18,24 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from r3v.embedded.bench.common import BACKGROUND, COLOURS, Item, chain, digit_cell, equations, to_png
+from r3v.embedded.bench.common import BACKGROUND, COLOURS, INK, Item, chain, equations, to_png
 
 NAME = "table"
 PREFIX = "table"
 CLASSES = [f"{c} swatch" for c in COLOURS] + [f"digit {d}" for d in range(10)]
 STORY = "The table shows how many stickers each child has."
+GLYPHS = {  # 5x7 bitmap digits
+    0: ("01110", "10001", "10011", "10101", "11001", "10001", "01110"),
+    1: ("00100", "01100", "00100", "00100", "00100", "00100", "01110"),
+    2: ("01110", "10001", "00001", "00010", "00100", "01000", "11111"),
+    3: ("11110", "00001", "00001", "01110", "00001", "00001", "11110"),
+    4: ("00010", "00110", "01010", "10010", "11111", "00010", "00010"),
+    5: ("11111", "10000", "11110", "00001", "00001", "10001", "01110"),
+    6: ("00110", "01000", "10000", "11110", "10001", "10001", "01110"),
+    7: ("11111", "00001", "00010", "00100", "01000", "01000", "01000"),
+    8: ("01110", "10001", "10001", "01110", "10001", "10001", "01110"),
+    9: ("01110", "10001", "10001", "01111", "00001", "00010", "01100"),
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,11 @@ def render(rows: list[Row], size: int) -> bytes:
     for i, r in enumerate(rows):
         (sx, sy), (dx, dy) = _row_cells(i, size)
         d.rectangle((sx + 1, sy + 1, sx + g - 2, sy + g - 2), fill=COLOURS[r.colour])
-        digit_cell(d, dx, dy, r.value, g)
+        ox, oy = dx + (g - 5) // 2, dy + (g - 7) // 2
+        for yy, line in enumerate(GLYPHS[r.value]):
+            for xx, bit in enumerate(line):
+                if bit == "1":
+                    d.point((ox + xx, oy + yy), fill=INK)
         rule = sy + 2 * g - g // 2
         if i < len(rows) - 1 and rule < size:
             d.line([(g, rule), (size - g, rule)], fill=(150, 150, 150))  # the rule between rows
@@ -79,27 +94,22 @@ def reading(rows: list[Row]) -> str:
     return "Table: " + ", ".join(f"{r.colour} {r.value}" for r in rows) + "."
 
 
-def values(rows: list[Row]) -> dict[str, int]:
-    """What a step may read: each child's count."""
-    return {r.colour: r.value for r in rows}
-
-
 def item(rows: list[Row], level: int, rng: random.Random) -> Item:
-    """A level-k word problem: Ann's stickers, then k events, each adding or taking away a
-    child's count or a number: "Ann has 35 stickers. Ann gets all of blue's stickers. Then Ann
-    gives away 2. How many stickers does Ann have now?"."""
-    vals = values(rows)
-    start, steps = chain(vals, level, rng)
-    sentences = [f"Ann has {start} stickers."]
+    """A level-k word problem: one child's stickers, then k events, each adding or taking away
+    another child's count or a number: "Red gets all of blue's stickers. Then red gives away 2.
+    How many stickers does red have now?"."""
+    values = {r.colour: r.value for r in rows}
+    start, steps = chain(values, level, rng, [1, 2, 3])
+    who = start.capitalize()
+    sentences = []
     for i, s in enumerate(steps):
         if s.name:
             event = (f"gets all of {s.name}'s stickers" if s.sign > 0
                      else f"gives away as many stickers as {s.name} has")
         else:
             event = f"buys {s.value} more" if s.sign > 0 else f"gives away {s.value}"
-        sentences.append(f"{'Ann' if i == 0 else 'Then Ann'} {event}.")
-    arithmetic, results = equations(start, steps)
+        sentences.append(f"{who if i == 0 else 'Then ' + start} {event}.")
+    arithmetic, results = equations(values[start], steps, first=f"{start} {values[start]}")
     answer = results[-1]
-    return Item(f"{STORY} " + " ".join(sentences) + " How many stickers does Ann have now?",
-                f"{reading(rows)} {arithmetic} Answer: {answer}", str(answer), "integer",
-                facts={"table": vals, "start": start, "results": results})
+    return Item(f"{STORY} " + " ".join(sentences) + f" How many stickers does {start} have now?",
+                f"{reading(rows)} {arithmetic} Answer: {answer}", str(answer), "integer", facts={"table": values, "results": results})

@@ -33,85 +33,43 @@ from PIL import Image
 from r3v import prompts
 from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
 from r3v.embedded.bench import suite
-from r3v.embedded.bench.common import CEILING, COLOURS, chain, equations
+from r3v.embedded.bench.common import COLOURS
 
 log = logging.getLogger(__name__)
 
 READ_PROMPT = "Read the image."
 
 
-def _scenes(rng: random.Random, n: int, size: int, asked: float = 0.0) -> list[tuple[bytes, str, str | None]]:
-    """`n` fresh (png, reading, question) triples cycling through the families; with probability
-    `asked` the scene comes with a question about it (any level 1-8; else None), to read after."""
+def _scenes(rng: random.Random, n: int, size: int) -> list[tuple[bytes, str]]:
+    """`n` fresh (png, reading) pairs cycling through the families."""
     tcfg = EmbeddedBenchConfig(image_size=size)
     fams = list(suite.FAMILIES.values())
     out = []
     for i in range(n):
         fam = fams[i % len(fams)]
         scene = suite.make_scene(fam, rng, tcfg)
-        question = fam.item(scene, rng.randint(1, 8), rng).question if rng.random() < asked else None
-        out.append((fam.render(scene, size), fam.reading(scene), question))
+        out.append((fam.render(scene, size), fam.reading(scene)))
     return out
 
 
-def _batch(processor, scenes: list[tuple[bytes, str, str | None]]) -> dict[str, torch.Tensor]:
-    """"Read the image." -> the reading and its end of turn; or a question's chain-of-thought
-    prompt -> the reading alone (no end of turn: a rationale goes on after its reading, and how
-    is the seed split's to teach). Reading after a question of any length is what keeps the
-    listing right on questions longer than the seed split's (measured: 0.05-0.22 exact on levels
-    3-5 when the build read after "Read the image." only)."""
-    from r3v.train.data import IGNORE, Example, collate, encode
+def _batch(processor, pairs: list[tuple[bytes, str]]) -> dict[str, torch.Tensor]:
+    from r3v.train.data import Example, collate, encode
 
-    enc = []
-    for png, text, question in scenes:
-        msgs = prompts.cot(question) if question else [prompts.user_turn(READ_PROMPT, image=True)]
-        e = encode(processor, Example("sft", png, tuple(msgs), text), 4096)
-        if question:
-            e.labels[e.labels == processor.tokenizer.eos_token_id] = IGNORE
-        enc.append(e)
+    enc = [encode(processor, Example("sft", png, tuple([prompts.user_turn(READ_PROMPT, image=True)]), text), 4096)
+           for png, text in pairs]
     return collate(enc, processor.tokenizer.pad_token_id)
 
 
 def _sums(rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """`n` single equations as the benchmark writes them, a number up to 99 plus or minus a digit,
-    as (prompt, completion): (`47 + 8 =`, ` 55.`)."""
+    """`n` single equations over small numbers, as the benchmark writes them, as (prompt,
+    completion): (`14 + 7 =`, ` 21.`)."""
     out = []
     for _ in range(n):
-        a, b = rng.randint(0, CEILING), rng.randint(0, 9)
-        if a - b >= 0 and (a + b > CEILING or rng.random() < 0.5):
+        a, b = rng.randint(0, 30), rng.randint(0, 9)
+        if a >= b and rng.random() < 0.5:
             out.append((f"{a} - {b} =", f" {a - b}."))
         else:
             out.append((f"{a} + {b} =", f" {a + b}."))
-    return out
-
-
-def _listing(rng: random.Random, size: int = 64) -> tuple[str, dict[str, int]]:
-    """A fresh scene's reading in the benchmark's words and what a step may read from it."""
-    fam = rng.choice(list(suite.FAMILIES.values()))
-    scene = suite.make_scene(fam, rng, EmbeddedBenchConfig(image_size=size))
-    return fam.reading(scene), fam.values(scene)
-
-
-def _steps(rng: random.Random, n: int) -> list[tuple[str, str]]:
-    """`n` single steps in a rationale's own shape, as (prompt, completion): a listing, then
-    equations over it, each taking a value named in the listing (or a number) and writing the
-    result; the prompt stops at one equation's operand name and the completion is its value and
-    result: (`Bars: red 3, blue 7. 35 + red 3 = 38. 38 - blue`, ` 7 = 31.`). The generic look-up
-    and sum a pretrained LM does in context; no question, so never which steps a question asks for
-    (what the seed split and self-training teach). The steps before the asked one (0-2) are right."""
-    out = []
-    for _ in range(n):
-        listing, values = _listing(rng)
-        start, steps = chain(values, rng.randint(1, 3), rng)
-        text, _ = equations(start, steps)
-        eqs = [e + "." for e in text.split(". ") if e]
-        eqs[-1] = eqs[-1].rstrip(".") + "."
-        named = [i for i, s in enumerate(steps) if s.name]
-        k = rng.choice(named) if named else len(eqs) - 1
-        head, _, tail = eqs[k].partition(f" {steps[k].op} ")
-        operand = f"{steps[k].name} " if steps[k].name else ""
-        prompt = " ".join([listing, *eqs[:k], f"{head} {steps[k].op} {operand}".rstrip()])
-        out.append((prompt, " " + tail[len(operand):]))
     return out
 
 
@@ -142,6 +100,20 @@ def _recalls(rng: random.Random, n: int) -> list[tuple[str, str]]:
         rest = "".join(f" {k} {values[k]}." for k in asked[1:])
         out.append((f"{listing}. {asked[0]}", f" {values[asked[0]]}.{rest}"))
     return out
+
+
+def _text_batch(tokenizer, lines: list[str]) -> dict[str, torch.Tensor]:
+    from r3v.train.data import IGNORE
+
+    ids = [tokenizer(line, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for line in lines]
+    L = max(map(len, ids))
+    input_ids = torch.full((len(ids), L), tokenizer.pad_token_id)
+    labels = torch.full((len(ids), L), IGNORE)
+    mask = torch.zeros((len(ids), L), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, :len(x)] = labels[i, :len(x)] = torch.tensor(x)
+        mask[i, :len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
 def _packed_batch(tokenizer, lines: list[str], length: int = 128) -> dict[str, torch.Tensor]:
@@ -181,62 +153,37 @@ def completion_accuracy(model, tokenizer, pairs: list[tuple[str, str]], first_on
     return sum(t.strip().startswith(e.strip()) for t, e in zip(texts, expects)) / len(pairs)
 
 
-def read_accuracy(model, processor, scenes: list[tuple[bytes, str, str | None]], max_new_tokens: int = 48) -> float:
-    """Share of `scenes` whose greedy reading is exactly the truth: after "Read the image.", or
-    after a question's chain-of-thought prompt where the scene has one (then the reading must
-    start the output)."""
+def read_accuracy(model, processor, pairs: list[tuple[bytes, str]], max_new_tokens: int = 48) -> float:
+    """Share of `pairs` whose greedy reading is exactly the truth."""
     tok = processor.tokenizer
-    images = [Image.open(io.BytesIO(png)).convert("RGB") for png, _, _ in scenes]
-    texts = [prompts.render(processor, prompts.cot(q) if q else [prompts.user_turn(READ_PROMPT, image=True)],
-                            generation_prompt=True) for _, _, q in scenes]
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        enc = processor(images=images, text=texts, return_tensors="pt", padding=True)
-    finally:
-        tok.padding_side = side
+    prompt = prompts.render(processor, [prompts.user_turn(READ_PROMPT, image=True)], generation_prompt=True)
+    images = [Image.open(io.BytesIO(png)).convert("RGB") for png, _ in pairs]
+    enc = processor(images=images, text=[prompt] * len(pairs), return_tensors="pt", padding=True)
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-    said = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    return sum((t.strip().startswith(truth) if q else t.strip() == truth)
-               for t, (_, truth, q) in zip(said, scenes)) / len(scenes)
+    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return sum(t.strip() == truth for t, (_, truth) in zip(texts, pairs)) / len(pairs)
 
 
 def _text_lines(rng: random.Random, mcfg: EmbeddedModelConfig, n: int = 128) -> list[str]:
-    """One step's text-only lines, shuffled into one batch: a quarter sums (`arithmetic_pretrain`,
-    one to three a line), and with `induction_pretrain` half single steps in a rationale's own
-    shape (`_steps`), an eighth copies and an eighth look-ups (128: 32, 64, 16, 16)."""
-    lines = []
-    if mcfg.arithmetic_pretrain:
-        lines += [" ".join(p + c for p, c in _sums(rng, rng.randint(1, 3))) for _ in range(n // 4)]
+    """One step's text-only lines: half sums (`arithmetic_pretrain`), a quarter copies and a
+    quarter look-ups (`induction_pretrain`), shuffled into one batch (128: 64, 32, 32)."""
+    pairs = _sums(rng, n // 2) if mcfg.arithmetic_pretrain else []
     if mcfg.induction_pretrain:
-        lines += [p + c for p, c in _steps(rng, n // 2) + _copies(rng, n // 8) + _recalls(rng, n // 8)]
-    rng.shuffle(lines)
-    return lines
-
-
-def _in_context(rng: random.Random, mcfg: EmbeddedModelConfig, pairs: list[tuple[str, str]], eos: str
-                ) -> list[tuple[str, str]]:
-    """`pairs` each placed after three training-style lines, as packed training and a rationale
-    (after an image and a question) see them, rather than alone at the start of a context."""
-    return [("".join(line + eos for line in _text_lines(rng, mcfg, 8)[:3]) + p, c) for p, c in pairs]
+        pairs += _copies(rng, n // 4) + _recalls(rng, n // 4)
+    rng.shuffle(pairs)
+    return [p + c for p, c in pairs]
 
 
 def _text_facts(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, float]:
-    """Held-out text facts (100 items each): sums, copies, look-ups and single steps in a
-    rationale's shape (`steps_right`: value and result; `step_looked_up_right`: the value), at the
-    start of a context and, `_in_context`, after three other lines."""
     held = random.Random(f"{mcfg.init_seed}:text-held-out")
-    sums, copies, recalls, steps = _sums(held, 100), _copies(held, 100), _recalls(held, 100), _steps(held, 100)
-    lookups = [(p, c.split(" =")[0] + " =") for p, c in steps]
+    sums, copies, recalls = _sums(held, 100), _copies(held, 100), _recalls(held, 100)
     facts = {}
-    for where, wrap in (("", lambda x: x), ("_in_context", lambda x: _in_context(held, mcfg, x, tokenizer.eos_token))):
-        if mcfg.arithmetic_pretrain:
-            facts[f"held_out_sums_right{where}"] = completion_accuracy(model, tokenizer, wrap(sums))
-        if mcfg.induction_pretrain:
-            facts[f"held_out_copied_exactly{where}"] = completion_accuracy(model, tokenizer, wrap(copies))
-            facts[f"held_out_looked_up_right{where}"] = completion_accuracy(model, tokenizer, wrap(recalls), first_only=True)
-            facts[f"held_out_step_looked_up_right{where}"] = completion_accuracy(model, tokenizer, wrap(lookups))
-            facts[f"held_out_steps_right{where}"] = completion_accuracy(model, tokenizer, wrap(steps))
+    if mcfg.arithmetic_pretrain:
+        facts["held_out_sums_right"] = completion_accuracy(model, tokenizer, sums)
+    if mcfg.induction_pretrain:
+        facts["held_out_copied_exactly"] = completion_accuracy(model, tokenizer, copies)
+        facts["held_out_looked_up_right"] = completion_accuracy(model, tokenizer, recalls, first_only=True)
     return facts
 
 
@@ -246,14 +193,12 @@ def _schedule(opt, steps: int):
         opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 0.5 * (1 + math.cos(s / steps * math.pi))))
 
 
-def _optimise(params: list, lr: float, steps: int, step_loss, what: str, every: int,
-              probe=None, probe_every: int = 0) -> tuple[float, float]:
+def _optimise(params: list, lr: float, steps: int, step_loss, what: str, every: int) -> tuple[float, float]:
     """`steps` AdamW steps on `step_loss()` (clipped at norm 1, `_schedule`'s warm-up and cosine),
-    logged every `every` steps as `what`, and `probe(step)` called every `probe_every` steps (its
-    time is not counted); returns (the last loss, seconds)."""
+    logged every `every` steps as `what`; returns (the last loss, seconds)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = _schedule(opt, steps)
-    t0, loss, probing = time.perf_counter(), None, 0.0
+    t0, loss = time.perf_counter(), None
     for step in range(steps):
         loss = step_loss()
         loss.backward()
@@ -262,13 +207,8 @@ def _optimise(params: list, lr: float, steps: int, step_loss, what: str, every: 
         sched.step()
         opt.zero_grad(set_to_none=True)
         if (step + 1) % every == 0:
-            log.info("%s step %d/%d loss %.4f (%.0f s)", what, step + 1, steps, loss.item(),
-                     time.perf_counter() - t0 - probing)
-        if probe is not None and probe_every > 0 and (step + 1) % probe_every == 0 and step + 1 < steps:
-            t1 = time.perf_counter()
-            probe(step + 1)
-            probing += time.perf_counter() - t1
-    return loss.item(), round(time.perf_counter() - t0 - probing, 1)
+            log.info("%s step %d/%d loss %.4f (%.0f s)", what, step + 1, steps, loss.item(), time.perf_counter() - t0)
+    return loss.item(), round(time.perf_counter() - t0, 1)
 
 
 def pretrain_text(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, float]:
@@ -282,23 +222,13 @@ def pretrain_text(model, tokenizer, mcfg: EmbeddedModelConfig) -> dict[str, floa
     if steps <= 0 or not (mcfg.arithmetic_pretrain or mcfg.induction_pretrain):
         return {}
     rng = random.Random(f"{mcfg.init_seed}:text-pretrain")
-    curve = []
-
-    def probe(step: int) -> None:  # the held-out facts along the way (`probe_every`): how many steps they need
-        model.eval()
-        curve.append({"step": step, **_text_facts(model, tokenizer, mcfg)})
-        log.info("text pretraining facts %s", curve[-1])
-        model.train()
-
     model.train()
     loss, seconds = _optimise(
         [p for p in model.parameters() if p.requires_grad], mcfg.text_pretrain_lr, steps,
         lambda: model(**_packed_batch(tokenizer, _text_lines(rng, mcfg, mcfg.text_pretrain_batch))).loss,
-        "text pretraining", every=100, probe=probe, probe_every=mcfg.probe_every)
+        "text pretraining", every=100)
     model.eval()
     facts = {"steps": steps, "loss": loss, "seconds": seconds, **_text_facts(model, tokenizer, mcfg)}
-    if curve:
-        facts["curve"] = curve
     log.info("text pretraining %s", facts)
     return facts
 
@@ -312,39 +242,24 @@ def pretrain_reading(model, processor, mcfg: EmbeddedModelConfig) -> dict[str, f
     steps = mcfg.reading_pretrain_steps
     rng = random.Random(f"{mcfg.init_seed}:reading-pretrain")
     held_out = _scenes(random.Random(f"{mcfg.init_seed}:reading-held-out"), 48, mcfg.image_size)
-    held_out_asked = _scenes(random.Random(f"{mcfg.init_seed}:reading-held-out-asked"), 48, mcfg.image_size, asked=1.0)
 
     def step_loss() -> torch.Tensor:
-        batch = _batch(processor, _scenes(rng, mcfg.reading_pretrain_batch, mcfg.image_size, asked=0.5))
+        batch = _batch(processor, _scenes(rng, mcfg.reading_pretrain_batch, mcfg.image_size))
         batch.pop("kinds")
         loss = model(**batch).loss
-        lines = _text_lines(rng, mcfg)  # and, text only, what an LM knows from its pretraining (packed,
-        if lines:  # as in the text phase: a rationale's steps sit deep in a context, not at its start)
-            loss = loss + model(**_packed_batch(processor.tokenizer, lines)).loss
+        lines = _text_lines(rng, mcfg)  # and, text only, what an LM knows from its pretraining
+        if lines:
+            loss = loss + model(**_text_batch(processor.tokenizer, lines)).loss
         return loss
-
-    def measured() -> dict[str, float]:
-        return {"held_out_read_exactly": read_accuracy(model, processor, held_out),
-                "held_out_read_exactly_after_a_question": read_accuracy(model, processor, held_out_asked),
-                **_text_facts(model, processor.tokenizer, mcfg)}
-
-    curve = []
-
-    def probe(step: int) -> None:
-        model.eval()
-        curve.append({"step": step, **measured()})
-        log.info("reading pretraining facts %s", curve[-1])
-        model.train()
-        tower.eval()
 
     model.train()
     tower.eval()
     loss, seconds = _optimise([p for p in model.parameters() if p.requires_grad], mcfg.reading_pretrain_lr, steps,
-                              step_loss, "reading pretraining", every=50, probe=probe, probe_every=mcfg.probe_every)
+                              step_loss, "reading pretraining", every=50)
     model.eval()
     tower.requires_grad_(True)
-    facts = {"steps": steps, "loss": loss, "seconds": seconds, **measured()}
-    if curve:
-        facts["curve"] = curve
+    facts = {"steps": steps, "loss": loss, "seconds": seconds,
+             "held_out_read_exactly": read_accuracy(model, processor, held_out)}
+    facts.update(_text_facts(model, processor.tokenizer, mcfg))
     log.info("reading pretraining %s", facts)
     return facts
