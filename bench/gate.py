@@ -48,7 +48,7 @@ def main() -> int:
         call()
         times[step] = round(time.perf_counter() - t0, 1)
         print(f"gate: {step} {times[step]} s", flush=True)
-    run = Run(run_dir)
+    run = Run.open(run_dir)
     rows = gate_rows(records_from_store(run.store, 0))
     missed = failures(rows)
     print(markdown(rows))

@@ -14,7 +14,7 @@ against the scene's truth kept in the question's metadata and against the ration
 - `rationale_free`: the output holds no reasoning before its answer (`is_rationale`);
 - `lucky`: judged right with a wrong reading or intermediate result (`error_kinds`).
 
-Measured per family and level, on greedy outputs and on samples (`gate_table`); `GATE` holds the
+Measured per family and level, on greedy outputs and on samples (`gate_rows`); `GATE` holds the
 floors the seed model must meet (issue 30), `failures` names what misses them.
 """
 
