@@ -67,9 +67,9 @@ def test_chains_on_the_real_model_and_eval_strategies(embedded_model):
     again = sample_chains(sampler, QS[:2], [(5, 6), (7,)], params, cfg)
     # seeded: the same chains again (times differ)
     assert [[(c.pairs, c.text) for c in cs] for cs in chains] == [[(c.pairs, c.text) for c in cs] for cs in again]
-    for strategy, names in (("cot", ["pass@1", "maj@2", "oracle@2", "select@2"]),
+    for strategy, names in (("cot", ["pass@1", "maj@2", "oracle@2", "select@2", "rationale_free"]),
                             ("qar", ["pass@1", "maj@2", "oracle@2", "select@2"]),
-                            ("both", ["pass@1", "qar_pass@1", "maj@4", "oracle@4", "select@4"])):
+                            ("both", ["pass@1", "qar_pass@1", "maj@4", "oracle@4", "select@4", "rationale_free"])):
         preds, metrics = evaluate(sampler, QS[:2], 0, 0, 2, params, 0.05, strategy, cfg)
         assert [m["metric"] for m in metrics] == names
         kinds = {p["strategy"] for p in preds}

@@ -5,7 +5,8 @@
 CREATE OR REPLACE VIEW scaling AS
 WITH m AS (
     SELECT iteration, metric, value, n_questions,
-           CASE WHEN metric LIKE '%pass@1' THEN NULL ELSE split_part(metric, '@', 2)::INT END AS n,
+           CASE WHEN metric LIKE '%pass@1' OR metric NOT LIKE '%@%' THEN NULL  -- rationale_free has no N
+                ELSE split_part(metric, '@', 2)::INT END AS n,
            split_part(metric, '@', 1) AS kind
     FROM src_scaling
 ),
