@@ -34,6 +34,13 @@ _TERM = r"(?:[a-z]+ )?-?\d+"  # a number, optionally after the name it was read 
 _CHAIN = re.compile(rf"((?:{_TERM} [-+] )+{_TERM}) = (-?\d+)")
 
 
+def reading_items(text: str, family: str) -> list[str] | None:
+    """The items of a rationale's reading of the scene (`Bars: red 3, blue 7.` -> ["red 3",
+    "blue 7"]), or None when it has none."""
+    m = re.search(rf"{_READING[family][0]}: (.*?)\.(?:\s|$)", text or "")
+    return [x.strip() for x in m.group(1).split(",") if x.strip()] if m else None
+
+
 def _named(question: str, names) -> list[str]:
     return [n for n in names if re.search(rf"\b{n}s?\b", question)]
 
@@ -47,12 +54,10 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
     family = meta.get("family")
     if family not in _READING or _READING[family][1] not in meta:
         return None
-    head, key = _READING[family]
-    m = re.search(rf"{head}: (.*?)\.(?:\s|$)", text)
-    if not m:
+    items = reading_items(text, family)
+    if items is None:
         return False
-    items = [x.strip() for x in m.group(1).split(",") if x.strip()]
-    truth = meta[key]
+    truth = meta[_READING[family][1]]
     if family == "clevr_math":  # the total, and the count of each colour a step subtracts
         ok = len(items) == len(truth)
         for colour in re.findall(r"Subtract all (\w+) objects", question):
@@ -65,9 +70,6 @@ def reading_is_right(text: str, meta: dict, question: str = "") -> bool | None:
         read[name] = v if read.get(name, v) == v else None
     relevant = _named(question, list(truth)) or list(truth)
     return all(read.get(c) == truth[c] for c in relevant)
-
-
-_EQUATION = re.compile(r"-?\d+ [-+] (?:[a-z]+ )?-?\d+ = -?\d+")
 
 
 def is_rationale(text: str | None, question: dict, min_words: int = 3) -> bool:
@@ -84,7 +86,7 @@ def is_rationale(text: str | None, question: dict, min_words: int = 3) -> bool:
     if family not in _READING:
         return True
     before = text.rsplit("Answer:", 1)[0]
-    return f"{_READING[family][0]}:" in before and _EQUATION.search(before) is not None
+    return f"{_READING[family][0]}:" in before and _CHAIN.search(before) is not None
 
 
 def judge_checking_reading(text: str | None, question: dict, tolerance: float = 0.05,

@@ -25,18 +25,11 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-from r3v.analysis.error_kinds import _READING, error_kind, is_rationale
+from r3v.analysis.error_kinds import _READING, error_kind, is_rationale, reading_items
 
 GATE = {"listing": 0.95, "lookup": 0.98, "arithmetic_greedy": 0.98, "arithmetic_sample": 0.95}
 """The floors of the gate: listing exact, look-ups, and each equation's arithmetic, greedy and sampled."""
 _EQUATION = re.compile(r"(-?\d+) ([-+]) (?:([a-z]+) )?(-?\d+) = (-?\d+)")
-
-
-def listing(text: str, family: str) -> list[str] | None:
-    """The items of the rationale's reading (`Bars: red 3, blue 7.` -> ["red 3", "blue 7"]), or None."""
-    head = _READING[family][0]
-    m = re.search(rf"{head}: (.*?)\.(?:\s|$)", text or "")
-    return [x.strip() for x in m.group(1).split(",") if x.strip()] if m else None
 
 
 def truth_listing(meta: dict) -> list[str]:
@@ -66,7 +59,7 @@ def check(text: str, meta: dict) -> dict:
     """Per-step facts of one rationale: listing exact (bool or None: no listing), look-ups and
     equations (counts right of written)."""
     family = meta["family"]
-    items = listing(text, family)
+    items = reading_items(text, family)
     eqs = _EQUATION.findall(text or "")
     out = {"listing": None if items is None else items == truth_listing(meta),
            "has_listing": items is not None, "equations": len(eqs),
@@ -97,6 +90,7 @@ def gate_rows(records: Iterable[dict]) -> list[dict]:
             continue
         c = check(r["text"], meta)
         kind = error_kind(r["text"], r["correct"], r["judge_reason"], meta, r["question"])
+        free = not is_rationale(r["text"], {"metadata": meta})
         for key in ((meta["family"], meta["level"], r["strategy"]), (meta["family"], "all", r["strategy"]),
                     ("all", "all", r["strategy"])):
             a = acc[key]
@@ -105,7 +99,7 @@ def gate_rows(records: Iterable[dict]) -> list[dict]:
             a["listing"] += bool(c["listing"])
             for k in ("equations", "arithmetic_right", "lookups", "lookups_right"):
                 a[k] += c[k]
-            a["rationale_free"] += not is_rationale(r["text"], {"metadata": json.dumps(meta)})
+            a["rationale_free"] += free
             a["lucky"] += kind == "lucky"
             o = oracle[key]
             o[r["question_id"]] = o.get(r["question_id"], False) or bool(r["correct"])
