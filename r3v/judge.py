@@ -17,29 +17,59 @@ costs no more than a short one).
    around the marker (`**Answer:**`) is allowed. X runs to the end of the marker's line; when the
    line is empty after the marker, X is the next non-empty line (`Answer:\\n5`). Reason: models
    trained or prompted to state their answer do so with one of these, after their reasoning.
+   Reasoning models' `<answer>X</answer>` tag is a marker too (the last tag's X).
+   A marker whose span names no value and no option letter (`The answer is the object that
+   rolls. A sphere rolls, so B`) yields to a conclusion after it (rules 3-5), which then wins.
 2. **Else the last line, when it is one short sentence** (at most 30 words, no sentence boundary
    inside): a bare final answer (`5`, `B`, `(B) 40°`, `Forty-nine`, `24 students`) or a one-line
    answer (`There are 5 objects left.`). Reason: a zero-shot checkpoint often answers in one line.
 3. **Else the last sentence, when it concludes** (starts with so / therefore / thus / hence /
    finally / in total / overall). Reason: `... so the total is 7.` ends a rationale with its answer.
+4. **Else the value after a result verb ending the last sentence** (`... The total she sold is
+   27.`, `... gives 5`; not `is not 3`, not a bare `is`). Reason: free text states its result
+   last, without a marker.
+5. **Else the last sentence's concluding clause** (`..., ∠2 = 40°, so B`).
 
 Anything else is unparsed: a rationale cut off before its conclusion is not read for a number
-it happens to contain, nor an answer cut off mid-expression (`Answer: 9 -`). The answer span is then cut before its explanation (`because`, `since`,
-`which`, `as`, `;`, a new sentence), so `Answer: B, because C is smaller` answers B.
+one of its middle sentences happens to contain, nor an answer cut off mid-expression
+(`Answer: 9 -`, `The bar for 2017 is`).
+
+**Working after a marker** (`Answer: We add 12 and 15 to get 27.`): a span that starts with a word
+and holds two or more numbers is read for the value after its last result verb (`is`, `are`,
+`equals`, `gives`, `get`, `makes`, `leaves`, `results in`, ...). The answer span is then cut
+before its explanation (`because`, `since`, `which`, `as`, `;`, a new sentence), so
+`Answer: B, because C is smaller` answers B.
+
+**Two final answers that disagree are a hedge.** Every `Answer:` / `Final answer:` line,
+`<answer>` tag and `\\boxed{}` is a final answer (`final_answers`); when two of them read as
+different options or values under the question's scorer, the output is `ambiguous` however the
+last one reads (`Answer: 5 ... Wait ... Answer: 4`). Agreeing repeats (`Answer: B` ...
+`Answer: (B) 40°`) are one answer.
 
 ## 2. What the answer means (`read`), by the question's scorer
 
 - **Multiple choice** (GeoQA, M3CoT, any question with options): the options the answer names,
   by letter (`B`, `(B)`, `B.`, `option B`, `(b)`; a lowercase letter only when it stands alone),
-  by the option's text, or by the option's value (`40°` or `40` for option `40°`). Exactly one
+  by the option's text (LaTeX read as the option's: `4\\sqrt{3}` and `4√{3} cm` name option
+  `4√3`), by the option's value (`40°` or `40` for option `40°`), or, when nothing else names
+  one, by a distinctive part of exactly one option's text that ends a short answer (`sphere`,
+  `The object that rolls is the sphere.` for options `the red cube` / `the blue sphere`; a part
+  several options share names none). The gold may also be a 0-based option index (`1` for B),
+  as dataset dumps that store `label: 1` give it, when it names no option otherwise. Exactly one
   option named: that option. Two different options named (`B or C`, `(B) (C) (D)`, a letter with
   another option's text): **ambiguous, never credit**. None: `bad_choice` (a letter out of range
   is never a random pick).
 - **Numbers**: one value, written any common way: `-3` / `−3`, `.5`, `1,000` / `1 000`, `3 1/2`,
   `7/2`, `\\frac{7}{2}`, `57%` (= 0.57, and 57: a percentage may be given for either), `$12.50`,
-  `24 students`, number words (`five`, `Forty-nine`, `one hundred and five`), the value after the
-  last `=` of an equation (`5 × 3 = 15`); a parenthesised aside is ignored when a value stands
-  outside it (`15 (5 × 3)`). Two different values (`5 or 6`, `between 5 and 6`): ambiguous.
+  `24 students`, `1.2e3`, `1.2 × 10^3`, `1_000_000`, number words (`five`, `Forty-nine`,
+  `one hundred and five`), `no objects` (0), the value after the last `=` of an equation
+  (`5 × 3 = 15`); a parenthesised aside is ignored when a value stands outside it (`15 (5 × 3)`),
+  and so is the year a value is about (`78 in 2016`, `the gap between 2010 and 2020 is 15`).
+  A **decimal comma** (`3,5`, `12,75`: one or two digits after the comma; `1.250,5`) is a
+  decimal point everywhere but TabMWP, whose tables are US-formatted (there `3,5` is two
+  values); three digits after a comma (`1,250`) are a thousands group everywhere. Two different
+  values (`5 or 6`, `between 5 and 6`): ambiguous. The same value three or more times (`3 3 3 3`,
+  `B B B B`): `degenerate`, a loop, never credited.
 - **Text** (yes/no, names, colours): the normalised answer (case, markdown, punctuation, articles)
   equals the gold's, or the answer is one sentence that ends with the gold (`The tallest bar is
   blue.`); a hedge (`blue or red`) is ambiguous.
@@ -50,11 +80,11 @@ it happens to contain, nor an answer cut off mid-expression (`Answer: 9 -`). The
 |---|---|---|---|
 | `answer_type: integer` | CLEVR-Math, embedded | exact integer | CLEVR-Math compares integers; we also read number words |
 | `scorer: relaxed` | ChartQA | within 5%, except **years** exact | ChartQA's `relaxed_correctness` gives 5% to every number; a year (gold a 4-digit integer 1000-2100 written without separators, or a question asking "which/what year") is a label, and 2000 for 2019 is wrong |
-| `scorer: tabmwp` | TabMWP | numbers: equal after rounding to 3 places (TabMWP's normalisation); text: `tabmwp_normalize` equal | TabMWP extracts with its own "The answer is" pattern and compares strings; we read any shape above, then compare as its script normalises |
+| `scorer: tabmwp` | TabMWP | numbers: equal after rounding to 3 places (TabMWP's normalisation); text: `tabmwp_normalize` equal; times as clock times (`7:30 P.M.` = `7:30 pm` = `7:30 p.m.`) | TabMWP extracts with its own "The answer is" pattern and compares strings; we read any shape above, then compare as its script normalises |
 | options present | GeoQA, M3CoT, TabMWP's multi-choice | the named option is the gold option | their scripts take the first letter found (a hedge then counts its first letter); we make a hedge ambiguous |
 | none of these | generic data | numbers **exact** (`judge.relaxed_generic: true`: within `judge.relaxed_tolerance`; or give the rows `scorer: relaxed`); text as above | - |
 
-Verdict reasons: `unparsed` (no answer found), `ambiguous` (a hedge), `bad_choice`, `choice`,
+Verdict reasons: `unparsed` (no answer found), `ambiguous` (a hedge), `degenerate` (a loop), `bad_choice`, `choice`,
 `numeric`, `exact`, `mismatch`. Only `choice`, `numeric` and `exact` are correct. `answer_key`
 (majority voting) is the answer's meaning under the same rules, so maj@N and select@N agree
 with the judge about which answers are the same.
@@ -86,8 +116,17 @@ _MARKER = re.compile(  # matched at a candidate ("final answer:" is found at its
 _BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*)\}")
 _SENTENCE_END = re.compile(r"[.!?。](?=\s+\S)")
 _CONCLUDES = re.compile(r"^(?:so|therefore|thus|hence|finally|in total|overall|in conclusion)\b", re.IGNORECASE)
-_CUT = re.compile(r"\s*(?:,?\s*\bbecause\b|,?\s*\bsince\b|,\s*\bwhich\b|\s\bwhich\b|,?\s+\bas\b\s|;|\n"
-                  r"|\.\s+(?=\S))", re.IGNORECASE)
+_CLAUSE = re.compile(r",\s*((?:so|therefore|thus|hence)\b[^,]*)$", re.IGNORECASE)
+"""`..., so B`: a concluding clause after the sentence's last comma."""
+_RESULT = (r"\b(?:is|are|was|were|equals?|gives?|get|gets|got|makes?|leaves?|leaving|yields?|results?\s+in)\s+"
+           r"(?!not\b)(?P<v>(?:about\s+|approximately\s+)?[$€£]?\s*[-−]?\.?\d[^\n]{0,30}?)\s*[.!]?\s*$")
+_RESULT_TAIL = re.compile(_RESULT, re.IGNORECASE)
+"""`... gives 5.` / `... the total is $10.`: a value stated after a result verb at the end."""
+_TWO_NUMBERS = re.compile(r"\d\D+\d")
+_SO = re.compile(r"\b(?:so|therefore|thus|hence)\b", re.IGNORECASE)
+_WORKING = re.compile(r"^[*_\s]*[A-Za-z]{2,}")
+_VALUE_OR_LETTER = re.compile(r"\d|(?<![A-Za-z])\(?[A-J]\)?(?![A-Za-z])|[一二三四五六七八九十零]")
+_CUT = re.compile(r",?\s*\b(?:because|since)\b|,\s*which\b|\swhich\b|,?\s+as\s|;|\n|\.\s+(?=\S)", re.IGNORECASE)
 _WRAP = " \t*_`'\"“”‘’:.,;!?。，：、$"
 
 
@@ -98,6 +137,8 @@ class Verdict:
 
 
 def _decode(text) -> str | None:
+    if type(text) is str:
+        return text if len(text) <= TAIL else text[-TAIL:]
     if text is None:
         return None
     if isinstance(text, bytes | bytearray | memoryview):
@@ -134,7 +175,17 @@ def _after_marker(text: str, end: int) -> str:
 def _last_marker(text: str) -> re.Match | None:
     """The last explicit answer marker: candidates are found by a cheap scan, then checked from
     the end with the full pattern (the scan is what runs on every rollout)."""
-    starts = [m.start() for m in _CANDIDATE.finditer(text)]
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: positions would shift
+        starts = [m.start() for m in _CANDIDATE.finditer(text)]
+    else:
+        starts = []
+        for w in _CANDIDATE_WORDS:
+            i = low.find(w)
+            while i >= 0:
+                starts.append(i)
+                i = low.find(w, i + 1)
+        starts.sort()
     for pos in reversed(starts):
         if pos and text[pos - 1].isalpha() and text[pos].isascii():
             continue  # inside a word ("reanswer")
@@ -142,6 +193,9 @@ def _last_marker(text: str) -> re.Match | None:
         if m:
             return m
     return None
+
+
+_CANDIDATE_WORDS = ("answer", "correct", "答案", "选")  # what _CANDIDATE finds, found by str.find
 
 
 _TRAINED = re.compile(r"(?<![\w*])answer:[ \t]*(-?\d+)\.?\s*\Z", re.IGNORECASE)
@@ -154,9 +208,12 @@ def extract_answer(text, explicit: bool = False) -> str | None:
     text = _decode(text)
     if not text:
         return None
-    fast = _TRAINED.search(text, max(0, len(text) - 40))
-    if fast:
-        return fast.group(1)
+    tail = max(0, len(text) - 40)
+    at = max(text.rfind("nswer", tail), text.rfind("NSWER", tail))
+    if at > 0:
+        fast = _TRAINED.match(text, at - 1)
+        if fast:
+            return fast.group(1)
     if not text.strip():
         return None
     span = None
@@ -165,36 +222,110 @@ def extract_answer(text, explicit: bool = False) -> str | None:
     if "boxed" in text:
         for b in _BOXED.finditer(text):
             boxed = b
-    if boxed is not None and (last is None or boxed.start() >= last.start()):
+    tag = text.rfind("<answer>") if "</answer>" in text else -1
+    if tag >= 0 and (last is None or tag >= last.start()) and (boxed is None or tag >= boxed.start()):
+        close = text.find("</answer>", tag)
+        span = text[tag + 8:close] if close >= 0 else text[tag + 8:]
+    elif boxed is not None and (last is None or boxed.start() >= last.start()):
         span = boxed.group(1)
     elif last is not None:
         span = _after_marker(text, last.end())
-        inner = _BOXED.search(span)
+        inner = _BOXED.search(span) if "boxed" in span else None
         if inner:
             span = inner.group(1)
+        elif not explicit and not _VALUE_OR_LETTER.search(_cut(span)):
+            # `The answer is the object that rolls. A sphere rolls, so B`: a marker whose span holds no
+            # value and no option letter yields to a conclusion after it
+            later = _last_line_answer(text[last.end():])
+            if later is not None and _VALUE_OR_LETTER.search(later) and _SO.search(later):
+                span = later
     elif explicit:
         return None
     else:
-        lines = [ln for ln in text.split("\n") if _strip(ln)]
-        if not lines:
-            return None
-        line = lines[-1].strip()
-        if (not _SENTENCE_END.search(line) or _LETTER_LINE.match(line)) and len(line.split()) <= 30:
-            span = line
-        else:
-            parts = _SENTENCE_END.split(line)
-            tail = parts[-1].strip() if parts else ""
-            if _CONCLUDES.match(tail):
-                span = tail
+        span = _last_line_answer(text)
     if span is None:
         return None
     span = span.strip()
-    if "." not in span or not _is_choice_list(span):
-        span = _CUT.split(span, maxsplit=1)[0]
-    span = _strip(span)
+    if _WORKING.match(span) and _TWO_NUMBERS.search(span) and not _WORD_RUN.match(span.lstrip("*_ ")):
+        # `Answer: We add 12 and 15 to get 27.`: working after the marker, its result at the end
+        result = _RESULT_TAIL.search(span)
+        if result and re.search(r"\d", span[:result.start()]):
+            span = result.group("v")
+    span = _cut(span)
     if span[-1:] in ("-", "+", "*", "/", "=", "×", "÷"):
         return None  # cut off mid-expression (`Answer: 9 -`): no answer yet
     return span or None
+
+
+_FINAL = re.compile(r"(?<![\w])(?:final\s+)?answer[\s*_]*[:：]|<answer>|\\boxed\s*\{", re.IGNORECASE)
+
+
+def _several_finals(text: str) -> bool:
+    """Could `text` state two final answers? (A cheap count before `final_answers`' scan.)"""
+    return text.count("nswer") + text.count("NSWER") + text.count("boxed") >= 2
+
+
+def final_answers(text) -> list[str]:
+    """Every explicitly stated final answer, in order: each `Answer:` / `Final answer:` line's
+    value, each `<answer>...</answer>` and each `\\boxed{}`. Two that mean different things are a
+    hedge (`judge_for_question`): `Answer: 5 ... Wait ... Answer: 4` is not credited with 4."""
+    text = _decode(text)
+    if not text or not _several_finals(text):
+        return []
+    out = []
+    found = list(_FINAL.finditer(text))
+    for k, m in enumerate(found):
+        tag = m.group(0)
+        if tag.startswith("\\"):
+            b = _BOXED.match(text, m.start())
+            span = b.group(1) if b else ""
+        elif tag.lower() == "<answer>":
+            close = text.find("</answer>", m.end())
+            span = text[m.end():close if close >= 0 else len(text)]
+        else:  # an `Answer:` span ends where the next final answer starts (`Answer: 0 Answer: 1`)
+            span = _after_marker(text[:found[k + 1].start()] if k + 1 < len(found) else text, m.end())
+            inner = _BOXED.search(span) if "boxed" in span else None
+            span = inner.group(1) if inner else _CUT.split(span.strip(), maxsplit=1)[0]
+        span = _strip(span.strip())
+        if span:
+            out.append(span)
+    return out
+
+
+_CUT_HINT = re.compile(r"because|since|which|as\s|[;\n]|\.\s", re.IGNORECASE)
+
+
+def _cut(span: str) -> str:
+    """The span before its explanation (`B, because ...`), stripped; a list of letters stays whole."""
+    if _CUT_HINT.search(span) and ("." not in span or not _is_choice_list(span)):
+        span = _CUT.split(span, maxsplit=1)[0]
+    return _strip(span)
+
+
+def _last_line_answer(text: str) -> str | None:
+    """Rules 2-4 of the docstring's part 1: the last line when it is one short sentence, else its
+    last sentence when it concludes or states a value after `is`, else its concluding clause."""
+    end = len(text)
+    while True:  # the last non-empty line, read from the end
+        start = text.rfind("\n", 0, end) + 1
+        line = text[start:end]
+        if _strip(line.strip()):
+            break
+        if start == 0:
+            return None
+        end = start - 1
+    line = line.strip()
+    if (not _SENTENCE_END.search(line) or _LETTER_LINE.match(line)) and len(line.split()) <= 30:
+        return line
+    parts = _SENTENCE_END.split(line)
+    tail = parts[-1].strip() if parts else ""
+    if _CONCLUDES.match(tail):
+        return tail
+    result = _RESULT_TAIL.search(tail)
+    if result:
+        return result.group("v")
+    clause = _CLAUSE.search(tail)
+    return clause.group(1) if clause else None
 
 
 _WORD = re.compile(r"[^\W_]+")
@@ -225,14 +356,18 @@ def _is_choice_list(span: str) -> bool:
 # -- 2. what the answer means -------------------------------------------------------------------
 _MINUS = str.maketrans({"−": "-", "–": "-", "—": "-", "‒": "-", "﹣": "-", "－": "-", "\u00a0": " ",
                         "\u202f": " ", "\u2009": " ", "×": "*", "·": "*", "÷": "/", "⁄": "/", "∕": "/"})
-_LATEX = [(re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}"), r"\1/\2"),
+_LATEX = [(re.compile(r"\\sqrt\s*\{([^{}]*)\}|√\s*\{([^{}]*)\}"), lambda m: "√" + (m[1] if m[1] is not None else m[2])),
+          (re.compile(r"\\sqrt\s*(?=\d)"), "√"),
+          (re.compile(r"(\d+(?:\.\d+)?)\s*[*x]\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?"), r"\1e\2"),
+          (re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}"), r"\1/\2"),
           (re.compile(r"\\(?:text|mathrm|mathbf|textbf)\s*\{([^{}]*)\}"), r"\1"),
           (re.compile(r"\^\s*\{?\\circ\}?|\\circ|\\degree"), "°"), (re.compile(r"\\%"), "%"),
           (re.compile(r"\\[,;! ]|\\left|\\right|[\\$]"), " ")]
 _NUM = re.compile(
     r"(?<![\w.])(?P<sign>[-+])?(?:(?P<whole>\d+)\s+(?P<mn>\d+)/(?P<md>\d+)(?![\d/])"
     r"|(?P<fn>\d+)\s*/\s*(?P<fd>\d+)(?![\d/])"
-    r"|(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+(?![\d/])|\d+)(?P<frac>\.\d+)?(?![\d])"
+    r"|(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?: \d{3})+(?![\d/])|\d{1,3}(?:_\d{3})+|\d+)(?P<frac>\.\d+)?"
+    r"(?P<exp>e[-+]?\d+(?!\w))?(?![\d])"
     r"|(?P<dot>\.\d+))(?!(?:st|nd|rd|th)\b)(?P<pct>\s*(?:%|percent\b))?(?P<scale>\s*(?:k|thousand|m|mn|million|bn|b|billion)\b)?",
     re.IGNORECASE)
 _SCALE = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "b": 1e9, "bn": 1e9, "billion": 1e9}
@@ -245,6 +380,16 @@ _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty 
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 _WORD_RUN = re.compile(r"\b(?:%s)(?:(?:[\s-]+(?:and\s+)?)(?:%s))*\b" % (
     "|".join([*_WORDS, *_TENS, *_SCALES, "none"]), "|".join([*_WORDS, *_TENS, *_SCALES])), re.IGNORECASE)
+_NO = re.compile(r"^(?:there\s+(?:are|is)\s+)?no\s+[a-z]+", re.IGNORECASE)
+"""`no objects are left`: zero, when no other value is written."""
+_YEAR_AFTER = re.compile(r"\s*\b(?:in|for|during|of|since|by|as\s+of|in\s+the\s+year)\s+(?:1\d{3}|20\d{2})\b"
+                         r"|\s*\b(?:between|from)\s+(?:1\d{3}|20\d{2})\s+(?:and|to)\s+(?:1\d{3}|20\d{2})\b",
+                         re.IGNORECASE)
+"""`78 in 2016`, `between 2010 and 2020`: the year a value is about, not a second value."""
+_DECIMAL_COMMA = re.compile(r"(?<![\d,.])(\d+),(\d{1,2})(?![\d,])")
+"""`3,5` / `12,75`: a decimal comma (a thousands separator has three digits after it)."""
+_GROUPED_DOTS = re.compile(r"(?<![\d,.])(\d{1,3}(?:\.\d{3})+),(\d+)(?![\d,.])")
+_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\s*([ap])\.?\s*m\b\.?", re.IGNORECASE)
 _HEDGE = re.compile(r"\b(?:or|either|between|maybe|perhaps|possibly)\b|/(?!\d)|\?", re.IGNORECASE)
 _LETTER_TOKEN = re.compile(r"(?<![A-Za-z0-9'’])\(?([A-J])\)?(?![A-Za-z0-9'’])")
 _LONE_LETTER = re.compile(r"^(?:(?:option|choice)\s+)?[(\[]?([A-Ja-j])[)\]]?[.:)]?$", re.IGNORECASE)
@@ -264,7 +409,7 @@ def normalize(s: str) -> str:
 def _prep(s: str) -> str:
     if not s.isascii():
         s = unicodedata.normalize("NFKC", s).translate(_MINUS)
-    if "\\" in s or "$" in s or "^" in s:
+    if "\\" in s or "$" in s or "^" in s or "√" in s:
         for rx, sub in _LATEX:
             s = rx.sub(sub, s)
     return s
@@ -307,7 +452,7 @@ def _values(s: str) -> list[tuple[float, tuple[float, ...]]]:
         elif m["dot"] is not None:
             v = float(m["dot"])
         else:
-            v = float(m["int"].replace(",", "").replace(" ", "") + (m["frac"] or ""))
+            v = float(m["int"].replace(",", "").replace(" ", "").replace("_", "") + (m["frac"] or "") + (m["exp"] or ""))
         v *= sign
         also = (v / 100,) if m["pct"] else ()
         if m["scale"]:
@@ -339,26 +484,64 @@ def _number(s: str):
     if not vals:
         vals = [(_word_number(m.group(0)), ()) for m in _WORD_RUN.finditer(s)]
     if not vals:
-        return None
+        return 0.0 if _NO.match(s.strip(" *_")) else None
     if len({v for v, _ in vals}) > 1:
-        return "ambiguous"
+        without_years = _YEAR_AFTER.sub(" ", s)
+        if without_years == s:
+            return "ambiguous"
+        vals = _values(without_years)
+        if not vals or len({v for v, _ in vals}) > 1:
+            return "ambiguous"
+    if len(vals) >= 3:
+        return "degenerate"  # `3 3 3 3 3 ...`: a loop, not an answer
     v, also = vals[0]
     also = tuple(a for _, al in vals for a in al)
     return (float(v), *also) if also else float(v)
 
 
-def _option_spans(claim: str, choices: Sequence[str]) -> set[int]:
+@lru_cache(maxsize=4096)
+def _option_patterns(choices: tuple[str, ...]) -> tuple[tuple[int, re.Pattern], ...]:
+    """Each option's text as a whole-phrase pattern (its LaTeX read as the answers' is: `4\\sqrt{3}`
+    is `4√3`); an option ending in a digit or symbol may have a unit glued after it (`4√3cm`)."""
+    out = []
+    for i, c in enumerate(choices):
+        t = _ARTICLES.sub("", normalize(_prep(c)))
+        if t:
+            end = r"(?![\w])" if t[-1].isalpha() else r"(?![\d]|\.\d)"
+            out.append((i, re.compile(r"(?<![\w])" + re.escape(t) + end)))
+    return tuple(out)
+
+
+def _option_spans(claim: str, choices: tuple[str, ...]) -> set[int]:
     """Options whose text the claim contains as a whole phrase (the longest of overlapping ones)."""
     low = normalize(claim)
-    hits = []
-    for i, c in enumerate(choices):
-        t = _ARTICLES.sub("", normalize(str(c)))
-        if not t:
+    hits = [(m.start(), m.end(), i) for i, rx in _option_patterns(choices) for m in rx.finditer(low)]
+    if len(hits) < 2:
+        return {i for _, _, i in hits}
+    return {i for s, e, i in hits if not any((s2 <= s and e <= e2) and (e2 - s2) > (e - s) for s2, e2, _ in hits)}
+
+
+_STOP = frozenset("the a an is are was it its of in on at to and or by for with this that one ones".split())
+
+
+def _distinctive_option(claim: str, choices: tuple[str, ...]) -> int | None:
+    """`sphere` for options `the red cube` / `the blue sphere`: the longest ending of a short answer
+    (at most 12 words, no hedge, no `not`) that is a whole-word part of exactly one option's text."""
+    words = _ARTICLES.sub("", normalize(claim)).split()
+    if not words or len(words) > 12 or _HEDGE.search(claim) or "not" in words:
+        return None
+    texts = [normalize(_prep(c)) for c in choices]
+    for k in range(len(words), 0, -1):
+        phrase = " ".join(words[-k:])
+        if all(w in _STOP for w in words[-k:]) or sum(ch.isalpha() for ch in phrase) < 3:
             continue
-        for m in re.finditer(r"(?<![\w])" + re.escape(t) + r"(?![\w])", low):
-            hits.append((m.start(), m.end(), i))
-    keep = {i for s, e, i in hits if not any((s2 <= s and e <= e2) and (e2 - s2) > (e - s) for s2, e2, _ in hits)}
-    return keep
+        rx = re.compile(r"(?<![\w])" + re.escape(phrase) + r"(?![\w])")
+        hits = [i for i, t in enumerate(texts) if rx.search(t)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            return None  # a part several options share names none of them
+    return None
 
 
 def _choice(claim: str, choices: Sequence[str]) -> tuple[str, int | None]:
@@ -379,7 +562,8 @@ def _choice(claim: str, choices: Sequence[str]) -> tuple[str, int | None]:
             named.add(i)
         else:
             out_of_range = True
-    named |= _option_spans(text, choices)
+    letters = len(named)
+    named |= _option_spans(text, tuple(choices))
     if not named:
         value = _number(text)
         if isinstance(value, float | tuple):
@@ -387,11 +571,27 @@ def _choice(claim: str, choices: Sequence[str]) -> tuple[str, int | None]:
             same = [i for i, c in enumerate(choices) if _same_number(_number(str(c)), target)]
             if len(same) == 1:
                 named.add(same[0])
+        else:
+            part = _distinctive_option(text, tuple(choices))
+            if part is not None:
+                named.add(part)
+    if letters == 1 and len(_LETTER_TOKEN.findall(text)) >= 3 and not re.search(r"[a-z]{2,}", text):
+        return "degenerate", None  # `B B B B B ...`: a loop, not an answer
     if len(named) > 1 or (named and _HEDGE.search(text) and out_of_range):
         return "ambiguous", None
     if len(named) == 1:
         return "choice", named.pop()
     return "bad_choice", None
+
+
+def _gold_option(gold: str, choices: tuple[str, ...]) -> int | None:
+    """The gold option: named as an answer would name it (`B`, its text, its value), else a 0-based
+    option index (`1` for B), as dataset dumps that store `label: 1` give it."""
+    kind, i = _choice(gold, choices)
+    if kind == "choice":
+        return i
+    g = gold.strip()
+    return int(g) if g.isdigit() and int(g) < len(choices) else None
 
 
 def _candidates(r) -> tuple[float, ...]:
@@ -451,13 +651,13 @@ def _judge(pred: str, gold: str, choices: tuple[str, ...] | None, tolerance: flo
         kind, pi = _choice(pred, choices)
         if kind != "choice":
             return Verdict(False, kind)
-        gk, gi = _choice(gold, choices)
+        gi = _gold_option(gold, choices)
         return Verdict(gi == pi, "choice" if gi == pi else "mismatch")
     g = _number(gold)
     if isinstance(g, float | tuple):
         p = _number(pred)
-        if p == "ambiguous":
-            return Verdict(False, "ambiguous")
+        if isinstance(p, str):  # ambiguous, degenerate
+            return Verdict(False, p)
         if p is None:
             return Verdict(False, "mismatch")
         if integer or _is_year(gold, year_question):
@@ -505,16 +705,31 @@ def tabmwp_normalize(text: str, unit: str | None) -> str:
     return t
 
 
+def _clock(m: re.Match) -> str:
+    return f"{int(m[1])}:{m[2]} {m[3].lower()}m"
+
+
 def judge_tabmwp(pred: str | None, gold: str, unit: str | None) -> Verdict:
     """TabMWP's free-text scoring: numbers equal after its rounding to 3 places, else its
-    normalised strings equal (case-insensitive), with a one-sentence answer ending in the gold."""
+    normalised strings equal (case-insensitive), with a one-sentence answer ending in the gold;
+    a time (`7:30 P.M.`) equal as a clock time, however a.m./p.m. is written."""
     if pred is None or not pred.strip():
         return Verdict(False, "unparsed")
+    return _judge_tabmwp(pred, str(gold), unit)
+
+
+@lru_cache(maxsize=1 << 16)
+def _judge_tabmwp(pred: str, gold: str, unit: str | None) -> Verdict:
+    gold_time = _TIME.fullmatch(gold.strip())
+    if gold_time:  # `7:30 P.M.` = `7:30 pm` = `7:30 p.m.`; a time without a.m./p.m. is not it
+        times = {_clock(m) for m in _TIME.finditer(pred)}
+        ok = times == {_clock(gold_time)}
+        return Verdict(ok, "exact" if ok else "ambiguous" if len(times) > 1 else "mismatch")
     g = _number(tabmwp_normalize(gold, unit))
     if isinstance(g, float):
         p = _number(pred.replace(unit, " ") if unit else pred)
-        if p == "ambiguous":
-            return Verdict(False, "ambiguous")
+        if isinstance(p, str):  # ambiguous, degenerate
+            return Verdict(False, p)
         ok = any(round(v, 3) == round(g, 3) for v in _candidates(p))
         return Verdict(ok, "numeric" if ok else "mismatch")
     if tabmwp_normalize(pred, unit).lower() == tabmwp_normalize(gold, unit).lower():
@@ -543,11 +758,17 @@ def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05
     its metadata names (the table in the module docstring). `scorer: relaxed` is ChartQA's 5%
     whatever `tolerance` is; generic numbers are exact, or within `tolerance` with
     `relaxed_generic` (`judge.relaxed_generic`, `judge.relaxed_tolerance`)."""
+    text = _decode(text)
     meta = _metadata(question)
     pred = extract_answer(text)
     scorer, choices = meta.get("scorer"), question.get("choices")
+    if pred is None:
+        return None, Verdict(False, "unparsed")
+    if _several_finals(text) and _conflicting(text, question, meta):
+        return pred, Verdict(False, "ambiguous")
     if scorer == "tabmwp" and not choices:
         return pred, judge_tabmwp(pred, question["answer"], meta.get("unit"))
+    read = _decimal_commas(pred) if not choices and "," in pred else pred  # `3,5` is 3.5 outside TabMWP
     if scorer == "relaxed":
         tol = RELAXED  # the benchmark's own rule, whatever the run's tolerance
     elif relaxed_generic and meta.get("answer_type") != "integer":
@@ -555,7 +776,36 @@ def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05
     else:
         tol = 0.0
     year_q = tol > 0 and bool(_YEAR_Q.search(question.get("question") or ""))
-    return pred, judge(pred, question["answer"], choices, tol, meta.get("answer_type") == "integer", year_q)
+    return pred, judge(read, question["answer"], choices, tol, meta.get("answer_type") == "integer", year_q)
+
+
+def _decimal_commas(s: str) -> str:
+    """`3,5` -> `3.5`, `1.250,5` -> `1250.5`; `1,250` (three digits after the comma) is unchanged."""
+    s = _GROUPED_DOTS.sub(lambda m: m[1].replace(".", "") + "." + m[2], s)
+    return _DECIMAL_COMMA.sub(r"\1.\2", s)
+
+
+def _conflicting(text, question: dict, meta: dict) -> bool:
+    """Two explicit final answers (`final_answers`) that the question's scorer reads as different
+    options or values. Spans that read as no option or no value (`Answer: let me check`) do not
+    count; text answers are not compared."""
+    spans = final_answers(text)
+    if len(spans) < 2:
+        return False
+    choices = question.get("choices")
+    if choices:
+        named = {i for kind, i in (_choice(s, choices) for s in spans) if kind == "choice"}
+        return len(named) > 1
+    if _number(str(question.get("answer", ""))) is None:
+        return False
+    seen: list[tuple[float, ...]] = []
+    for s_ in spans:
+        c = _candidates(_number(_decimal_commas(s_) if meta.get("scorer") != "tabmwp" else s_))
+        if c:
+            if any(not any(_close(a, b, 0.0) for a in c for b in other) for other in seen):
+                return True
+            seen.append(c)
+    return False
 
 
 def answer_key(pred: str, question: dict) -> str:
@@ -572,10 +822,10 @@ def answer_key(pred: str, question: dict) -> str:
         t = tabmwp_normalize(pred, meta.get("unit"))
         n = _number(t)
         return f"number:{round(n, 3)!r}" if isinstance(n, float) else t.lower()
-    n = _number(pred)
+    n = _number(_decimal_commas(pred) if "," in pred else pred)
     if isinstance(n, float | tuple):
         return f"number:{_candidates(n)[0]!r}"  # the value as written
-    return f"{'ambiguous' if n == 'ambiguous' else 'text'}:{_ARTICLES.sub('', normalize(pred))}"
+    return f"{n if isinstance(n, str) else 'text'}:{_ARTICLES.sub('', normalize(pred))}"
 
 
 def shuffle_verdicts(rows: list[dict], seed: str) -> None:

@@ -189,3 +189,48 @@ def test_answer_keys_are_meanings():
     assert answer_key("B", mc) == answer_key("(b)", mc) == answer_key("40°", mc) == answer_key("the answer is B", mc)
     assert answer_key("B or C", mc) != answer_key("B", mc)
     assert answer_key("5 or 6", q) != answer_key("5", q)
+
+
+FINALS = ["Answer: {v}", "Final answer: {v}", "**Answer:** {v}", "<answer>{v}</answer>", "$\\boxed{{{v}}}$",
+          "ANSWER: {v}"]
+
+
+@given(st.integers(-999, 999), st.integers(-999, 999), st.sampled_from(FINALS), st.sampled_from(FINALS),
+       st.sampled_from(["\n", "\nWait, let me recheck.\n", " ", "\n\n"]), BENCHES)
+def test_two_final_answers_that_disagree_are_never_credited(a, b, first, second, between, meta):
+    import json
+
+    if a == b:
+        return
+    text = first.format(v=a) + between + second.format(v=b)
+    for gold in (a, b):
+        q = {"answer": str(gold), "choices": None, "metadata": json.dumps(meta), "question": ""}
+        _, v = judge_for_question(text, q)
+        assert not v.correct, (text, gold, v)
+    agree = first.format(v=a) + between + second.format(v=a)  # the same answer twice is one answer
+    assert judge_for_question(agree, {"answer": str(a), "choices": None, "metadata": json.dumps(meta)})[1].correct
+
+
+@given(st.integers(0, 10), st.integers(3, 12), st.sampled_from([" ", ", ", "  "]), st.booleans())
+def test_a_repeated_answer_is_a_loop_never_credited(k, times, sep, letter):
+    options = ["30°", "40°", "50°", "60°"]
+    value = LETTERS[k % 4] if letter else str(k)
+    text = "Answer: " + sep.join([value] * times)
+    q = {"answer": value, "choices": options if letter else None, "metadata": "{}"}
+    assert not judge_for_question(text, q)[1].correct, text
+
+
+@given(st.integers(0, 9999), st.integers(0, 99), st.booleans())
+def test_a_decimal_comma_is_a_decimal_point_except_in_tabmwp(whole, frac, two):
+    import json
+
+    decimals = f"{frac:02d}" if two else str(frac % 10)
+    gold = f"{whole}.{decimals}"
+    said = f"Answer: {whole},{decimals}"
+    chart = {"answer": gold, "choices": None, "metadata": json.dumps({"scorer": "relaxed"}), "question": ""}
+    exact = {"answer": gold, "choices": None, "metadata": "{}", "question": ""}
+    tab = {"answer": gold, "choices": None, "metadata": json.dumps({"scorer": "tabmwp"}), "question": ""}
+    assert judge_for_question(said, chart)[1].correct and judge_for_question(said, exact)[1].correct
+    assert answer_key(f"{whole},{decimals}", exact) == answer_key(gold, exact)
+    if float(gold) != float(f"{whole}{decimals}"):
+        assert not judge_for_question(said, tab)[1].correct  # TabMWP's US-format tables: `3,5` is no 3.5
