@@ -154,7 +154,7 @@ _LEAD_DOT = re.compile(r"[\s*_`'\"“‘$]*(?=\.\d)")
 def _strip(s: str) -> str:
     if not s or (s[0] not in _WRAP and s[-1] not in _WRAP):
         return s
-    lead = _LEAD_DOT.match(s)  # `.5` keeps its point
+    lead = _LEAD_DOT.match(s) if "." in s else None  # `.5` keeps its point
     s = s[lead.end():].rstrip(_WRAP) if lead else s.strip(_WRAP)
     while s.startswith(("**", "__")) or s.endswith(("**", "__")):
         s = s.strip("*_ ").strip(_WRAP)
@@ -164,10 +164,10 @@ def _strip(s: str) -> str:
 def _after_marker(text: str, end: int) -> str:
     line_end = text.find("\n", end)
     span = text[end:] if line_end < 0 else text[end:line_end]
-    if _strip(span):
+    if span.strip(_WRAP):
         return span
     for line in text[end:].split("\n")[1:]:  # `Answer:` then the value on the next line
-        if _strip(line):
+        if line.strip(_WRAP):
             return line
     return ""
 
@@ -180,7 +180,7 @@ def _last_marker(text: str) -> re.Match | None:
         starts = [m.start() for m in _CANDIDATE.finditer(text)]
     else:
         starts = []
-        for w in _CANDIDATE_WORDS:
+        for w in _CANDIDATE_WORDS if not text.isascii() else _CANDIDATE_WORDS[:2]:
             i = low.find(w)
             while i >= 0:
                 starts.append(i)
@@ -233,12 +233,16 @@ def extract_answer(text, explicit: bool = False) -> str | None:
         inner = _BOXED.search(span) if "boxed" in span else None
         if inner:
             span = inner.group(1)
-        elif not explicit and not _VALUE_OR_LETTER.search(_cut(span)):
-            # `The answer is the object that rolls. A sphere rolls, so B`: a marker whose span holds no
-            # value and no option letter yields to a conclusion after it
-            later = _last_line_answer(text[last.end():])
-            if later is not None and _VALUE_OR_LETTER.search(later) and _SO.search(later):
-                span = later
+        elif not explicit:
+            head = _cut(span)
+            if not _VALUE_OR_LETTER.search(head):
+                # `The answer is the object that rolls. A sphere rolls, so B`: a marker whose span holds
+                # no value and no option letter yields to a conclusion after it
+                later = _last_line_answer(text[last.end():])
+                if later is not None and _VALUE_OR_LETTER.search(later) and _SO.search(later):
+                    span = later
+            elif head and not _WORKING.match(span.lstrip()):  # the usual case: `Answer: 12`, read once
+                return None if head[-1] in _OPEN_ENDS else head
     elif explicit:
         return None
     else:
@@ -252,9 +256,12 @@ def extract_answer(text, explicit: bool = False) -> str | None:
         if result and re.search(r"\d", span[:result.start()]):
             span = result.group("v")
     span = _cut(span)
-    if span[-1:] in ("-", "+", "*", "/", "=", "×", "÷"):
+    if span[-1:] in _OPEN_ENDS:
         return None  # cut off mid-expression (`Answer: 9 -`): no answer yet
     return span or None
+
+
+_OPEN_ENDS = frozenset("-+*/=×÷")
 
 
 _FINAL = re.compile(r"(?<![\w])(?:final\s+)?answer[\s*_]*[:：]|<answer>|\\boxed\s*\{", re.IGNORECASE)
@@ -668,6 +675,11 @@ def _judge(pred: str, gold: str, choices: tuple[str, ...] | None, tolerance: flo
     return Verdict(kind == "exact", kind)
 
 
+@lru_cache(maxsize=4096)
+def _asks_year(question: str) -> bool:
+    return bool(_YEAR_Q.search(question))
+
+
 def _is_year(gold: str, year_question: bool) -> bool:
     g = gold.strip()
     return bool(re.fullmatch(r"\d{4}", g)) and (1000 <= int(g) <= 2100) or (year_question and g.isdigit())
@@ -775,7 +787,7 @@ def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05
         tol = tolerance
     else:
         tol = 0.0
-    year_q = tol > 0 and bool(_YEAR_Q.search(question.get("question") or ""))
+    year_q = tol > 0 and _asks_year(question.get("question") or "")
     return pred, judge(read, question["answer"], choices, tol, meta.get("answer_type") == "integer", year_q)
 
 
