@@ -86,10 +86,29 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
 
 def _explain_crash(flow, flow_run, state) -> None:
     """on_crashed hook (run by the serving process when the flow's process dies): replace the
-    crash message with crash_message's, and end the task runs the process was running (left
-    alone, they would show as Running forever beside the retried attempt's): Completed where the
-    store holds their work as finished (written, then killed before the state reached the API),
-    else Crashed. The UI then says what the store says, which is what a retry goes by."""
+    crash message with crash_message's, and end the task runs the process was running
+    (`end_orphaned_task_runs`). The UI then says what the store says, which is what a retry goes by."""
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    run_dir = _run_dir_of(flow_run)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Crashed(message=crash_message(state.message, run_dir)), force=True)
+    end_orphaned_task_runs(flow_run.id, run_dir, "the flow's process was killed while this ran; Retry resumes it")
+
+
+def _run_dir_of(flow_run) -> str | None:
+    try:
+        return str(_config(**(flow_run.parameters or {})).run_dir)
+    except (OSError, ValueError, TypeError):  # TypeError: parameters this flow does not take
+        return None
+
+
+def end_orphaned_task_runs(flow_run_id, run_dir: str | None, why: str) -> int:
+    """End the task runs of `flow_run_id` that show Running or Pending but whose process is gone
+    (left alone, they would show as Running forever beside the retried attempt's): Completed where
+    the store holds their work as finished (written, then killed before the state reached the API),
+    else Crashed with `why`. Returns how many were ended."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -103,24 +122,32 @@ def _explain_crash(flow, flow_run, state) -> None:
 
     from tasks.steps import finished_in_store
 
-    p = flow_run.parameters or {}
-    try:
-        run_dir = str(_config(**p).run_dir)
-    except (OSError, ValueError, TypeError):  # TypeError: parameters this flow does not take
-        run_dir = None
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.id, Crashed(message=crash_message(state.message, run_dir)), force=True)
         running = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
             task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
                 any_=[StateType.RUNNING, StateType.PENDING]))))
         for tr in running:
             if run_dir and finished_in_store(run_dir, tr.name):
-                end = Completed(message="finished (its work is in the run's store) just before the flow's process "
+                end = Completed(message="finished (its work is in the run's store) just before its process "
                                         "was killed, which it did not live to report; a retry does not redo it")
             else:
-                end = Crashed(message="the flow's process was killed while this ran; Retry resumes it")
+                end = Crashed(message=why)
             client.set_task_run_state(tr.id, end, force=True)
+    return len(running)
+
+
+def _end_previous_attempt(run_dir: str) -> None:
+    """At the start of a retried attempt: the task runs a dead worker left Running (no process was
+    left to run the crash hook; the server's heartbeat watch crashed the flow run, not its tasks)."""
+    from prefect.runtime import flow_run
+
+    if (flow_run.run_count or 1) <= 1 or not flow_run.id:
+        return
+    n = end_orphaned_task_runs(flow_run.id, run_dir, "its worker died while this ran (no heartbeat reached the "
+                                                     "server); the retry resumes it from the run's store")
+    if n:
+        print(f"r3v: the previous attempt left {n} task runs Running (its worker died): marked ended", flush=True)
 
 
 @flow(name="r3v", flow_run_name=_flow_run_name, log_prints=True, on_crashed=[_explain_crash])
@@ -132,6 +159,7 @@ def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_
     cfg = _config(config, overrides, run_name, iterations)
     run_dir = str(init_run(cfg))
     with run_lock(run_dir, owner=_owner()):
+        _end_previous_attempt(run_dir)  # what a dead worker left showing Running
         clean_partials(run_dir)  # what a killed attempt was writing
         prepare(run_dir)
         seed(run_dir)  # M_0

@@ -164,7 +164,7 @@ def test_docker_compose_names_only_what_exists():
         assert var in (ROOT / "README.md").read_text(), f"{var} is not documented in the README"
     assert "PASSWORD: prefect" not in text and re.search(r"PASSWORD: \$\{R3V_PG_PASSWORD:-", text)
     worker = services["worker"]
-    assert worker["build"] == "." and (ROOT / "Dockerfile").exists()
+    assert worker["build"]["context"] == "." and (ROOT / "Dockerfile").exists()
     for line in (ROOT / "Dockerfile").read_text().splitlines():  # everything the image copies exists
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
@@ -173,8 +173,25 @@ def test_docker_compose_names_only_what_exists():
     assert "serve" in subprocess.run([sys.executable, "-m", "r3v.cli", "--help"], capture_output=True,
                                      text=True, check=True).stdout
     assert services["prefect-server"]["command"].startswith("prefect server start")
-    gpu = worker["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
+    # a CPU host can run it: the GPU reservation is only in the override file
+    assert "deploy" not in worker and "nvidia" not in text
+    gpu = yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())["services"]["worker"]
+    device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    # the server image and the worker's Prefect are one version, the one this project installs
+    import prefect
+
+    server = services["prefect-server"]
+    pinned = re.fullmatch(r"prefecthq/prefect:\$\{R3V_PREFECT_VERSION:-([\d.]+)\}-python3\.11", server["image"])
+    assert pinned, server["image"]
+    assert worker["build"]["args"]["PREFECT_VERSION"] == "${R3V_PREFECT_VERSION:-%s}" % pinned[1]
+    assert f"ARG PREFECT_VERSION={pinned[1]}" in (ROOT / "Dockerfile").read_text()
+    assert 'prefect==${PREFECT_VERSION}' in (ROOT / "Dockerfile").read_text()
+    assert prefect.__version__ == pinned[1], "the tested Prefect and the compose pin differ"
+    # the worker waits for a healthy server, and a dead worker's runs are Crashed by the server
+    assert "/api/health" in " ".join(server["healthcheck"]["test"])
+    assert worker["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    assert {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "R3V_CRASH_AFTER"} <= set(worker["environment"])
     named_volumes = set(spec["volumes"])
     for svc in services.values():
         for v in svc.get("volumes", []):
@@ -182,6 +199,22 @@ def test_docker_compose_names_only_what_exists():
         for dep in svc.get("depends_on", []):
             assert dep in services
     assert worker["environment"]["PREFECT_API_URL"].startswith("http://prefect-server:4200")
+
+
+def _compose_cli() -> list[str] | None:
+    """`docker compose` (v2 plugin) or `docker-compose` (v1, Debian's package), whichever is here."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+@pytest.mark.skipif(_compose_cli() is None, reason="no compose CLI here (docker compose / docker-compose): not validated")
+@pytest.mark.parametrize("files", [["docker-compose.yml"], ["docker-compose.yml", "docker-compose.gpu.yml"]])
+def test_docker_compose_config_validates(files):
+    """The compose CLI's own validation (no engine needed), on the CPU path and with the GPU override."""
+    args = [a for f in files for a in ("-f", str(ROOT / f))]
+    out = subprocess.run([*_compose_cli(), *args, "config", "--quiet"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
 
 
 def test_served_deployment_is_r3v_iterate():
@@ -201,3 +234,31 @@ def test_dask_runner_needs_its_extra_or_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "prefect_dask", None)
     with pytest.raises(ImportError, match=r'pip install "r3v\[dask\]"'):
         task_runner(OrchestrationConfig(task_runner="dask"))
+
+
+@pytest.mark.slow
+def test_serve_sets_up_the_server_s_crash_watch_once(harness, monkeypatch):
+    """`r3v serve` creates the automation that crashes a run whose heartbeats stopped (a worker host
+    lost), keeps it when it is already there, and brings its window up to date when it changed."""
+    from prefect.automations import Automation
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.serve import CRASH_AUTOMATION, crash_after_seconds, ensure_crash_automation
+
+    monkeypatch.delenv("R3V_CRASH_AFTER", raising=False)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 40}):
+        assert crash_after_seconds() == 120  # three heartbeats by default
+    monkeypatch.setenv("R3V_CRASH_AFTER", "45")
+    assert crash_after_seconds() == 45
+    try:
+        Automation.read(name=CRASH_AUTOMATION).delete()
+    except ValueError:
+        pass
+    assert ensure_crash_automation(45) == "created"
+    assert ensure_crash_automation(45) == "kept"
+    assert ensure_crash_automation(90) == "updated"
+    auto = Automation.read(name=CRASH_AUTOMATION)
+    assert auto.trigger.posture == "Proactive" and auto.trigger.within.total_seconds() == 90
+    assert auto.trigger.after == {"prefect.flow-run.heartbeat"} and "prefect.flow-run.Completed" in auto.trigger.expect
+    assert auto.actions[0].type == "change-flow-run-state" and auto.actions[0].state == "CRASHED"
+    assert "Retry resumes it" in auto.actions[0].message

@@ -1,12 +1,18 @@
-"""Resume after a crash, against a real Prefect server with real processes.
+"""Resume after a crash, against a real Prefect server with real processes: the deployment
+docker-compose.yml describes, run outside Docker.
 
-The commands are docker-compose.yml's, run outside Docker: `prefect server start` (on loopback,
-started here) and the worker's `r3v serve`. A flow run of deployment `r3v/iterate` is killed with
-SIGKILL in the middle of its rollout, retried with `prefect flow-run retry` (what the UI's Retry
-does: the run is scheduled again and the served runner picks it up), killed again in the middle
-of training, and retried again. It must end with exactly the rows of an uninterrupted run, with
-no row twice and without redoing finished shards. A Dask task runner of 2 local workers runs the
-same rollout shards in parallel with the same result.
+A throwaway PostgreSQL cluster (`initdb` + `pg_ctl` on a loopback port, as the unprivileged
+`postgres` user when the tests run as root; SQLite with a printed reason where PostgreSQL is not
+installed), `prefect server start` on it and the worker's `r3v serve`. A flow run of deployment
+`r3v/iterate` is killed with SIGKILL in the middle of its rollout (the flow's process: the worker
+reports it Crashed) and retried with `prefect flow-run retry` (what the UI's Retry does: the run is
+scheduled again and the served runner picks it up); then, in the middle of training, the worker's
+whole process group and the flow's process are killed (a worker host lost: nothing is left to
+report), the server marks the run Crashed by itself when its heartbeats stop (r3v serve's
+automation), a new `r3v serve` starts and the run is retried again. It must end with exactly the
+rows of an uninterrupted run, with no row twice and without redoing finished shards. A Dask task
+runner of 2 local workers runs the same rollout shards in parallel with the same result, and
+`r3v serve` exits within seconds of SIGTERM once its server is gone.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +43,53 @@ OVERRIDES = [
     "train.grad_accum=1", "rollout.max_new_tokens=64", "orchestration.shard_size=4",  # 12 shards of 4 questions
 ]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+HEARTBEAT_S, CRASH_AFTER_S = 30, 45  # Prefect's shortest heartbeat; the server's crash watch (r3v serve)
+
+
+def _pg_bin() -> Path | None:
+    """The folder of PostgreSQL's server tools (Debian keeps them off PATH, in /usr/lib/postgresql/N/bin)."""
+    found = [Path(p).resolve() for p in [shutil.which("initdb")] if p]
+    found += sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    found = [p for p in found if (p.parent / "pg_ctl").exists() and (p.parent / "psql").exists()]
+    return found[-1].parent if found else None
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a loopback port, torn down after: what the compose file's
+    `postgres` service is, without a container. As root, the cluster runs as `postgres` (initdb
+    refuses root)."""
+
+    def __init__(self, bindir: Path):
+        import pwd
+        import tempfile
+
+        self.bin = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="r3v-pg-"))  # not under pytest's 0700 root-owned folders
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.port = _free_port()
+        self.run("initdb", "-D", str(self.dir / "data"), "-U", "prefect", "--auth=trust", "-E", "UTF8")
+        self.run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "postgres.log"), "-w", "start", "-o",
+                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1")
+        self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "prefect", "prefect")
+        self.url = f"postgresql+asyncpg://prefect@127.0.0.1:{self.port}/prefect"
+
+    def run(self, tool: str, *args: str) -> str:
+        return subprocess.run([*self.as_user, str(self.bin / tool), *args], check=True, capture_output=True,
+                              text=True, timeout=120).stdout
+
+    def sql(self, query: str) -> str:
+        return self.run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "prefect", "-d", "prefect",
+                        "-At", "-c", query).strip()
+
+    def stop(self) -> None:
+        try:
+            self.run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -55,7 +109,7 @@ def _wait(cond, timeout: float, what: str, every: float = 0.05):
 
 
 class Server:
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, database: str | None = None):
         compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
         self.server_cmd = compose["prefect-server"]["command"].split()[:3]  # prefect server start
         self.worker_cmd = compose["worker"]["command"].split()  # r3v serve
@@ -63,8 +117,11 @@ class Server:
         self.api = f"http://127.0.0.1:{port}/api"
         self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": self.api,
                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-                    "PYTHONUNBUFFERED": "1"}
+                    "PYTHONUNBUFFERED": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
+                    "R3V_CRASH_AFTER": str(CRASH_AFTER_S)}
         self.env.pop("PREFECT_API_KEY", None)
+        if database:  # the compose file's server: on PostgreSQL
+            self.env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
         self.logs = home / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen] = []
@@ -95,6 +152,12 @@ class Server:
     def state(self, run_id: str) -> str:
         return self.flow_run(run_id)["state"]["type"]
 
+    def history(self, run_id: str) -> list[str]:
+        """The flow run's states, oldest first: what to read when a run did not end as it should."""
+        states = httpx.get(f"{self.api}/flow_run_states/", params={"flow_run_id": run_id}, timeout=10).json()
+        return [f"{st['timestamp']} {st['name']}: {(st['message'] or '')[:120]}" for st in
+                sorted(states, key=lambda st: st["timestamp"])]
+
     def task_runs(self, run_id: str) -> list[dict]:
         body = {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200}
         return httpx.post(f"{self.api}/task_runs/filter", json=body, timeout=10).json()
@@ -112,8 +175,21 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("prefect-home"))
+def postgres():
+    """The cluster, or None (with the reason printed) where PostgreSQL is not installed."""
+    bindir = _pg_bin()
+    if bindir is None:
+        print("\nPostgreSQL is not installed (no initdb): the server runs on SQLite")
+        yield None
+        return
+    pg = Postgres(bindir)
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, postgres):
+    srv = Server(tmp_path_factory.mktemp("prefect-home"), postgres.url if postgres else None)
     yield srv
     srv.stop()
 
@@ -200,19 +276,33 @@ def crashed(server, runs, reference):
     assert 0 < len(facts["shards_before"]) < 12, "the kill did not land inside the rollout"
     assert not (run_dir / "steps" / "iteration=1" / "step=sample").exists()
 
-    # 2. retry; SIGKILL again while training M_1
+    # 2. retry; while training M_1, the worker host is lost: the worker's process group and the flow's
+    # process SIGKILLed at once, nothing left to report. The server crashes the run by itself when its
+    # heartbeats stop (r3v serve's automation); a new worker is started and the run retried.
     _retry(server, flow_run_id)
     _wait(lambda: (run_dir / "steps" / "iteration=1" / "step=build_sets").is_dir(), 600, "the sets of iteration 1")
     time.sleep(2.0)
-    facts["kill_train_at"] = _kill_flow_process(server, run_dir, flow_run_id)
+    flow_pid = _lock_pid(run_dir)
+    worker = server.procs[-1]
+    os.killpg(worker.pid, signal.SIGKILL)
+    os.kill(flow_pid, signal.SIGKILL)
+    facts["kill_train_at"] = killed = time.time()
+    worker.wait(10)
     assert not (run_dir / "checkpoints" / "iteration=1").exists(), "the kill did not land inside training"
     assert not (run_dir / "steps" / "iteration=1" / "step=train").exists()
+    assert server.state(flow_run_id) == "RUNNING"  # nobody is left to say otherwise
+    _wait(lambda: server.state(flow_run_id) in TERMINAL, HEARTBEAT_S + CRASH_AFTER_S + 60,
+          "the server to crash the run whose heartbeats stopped", 0.5)
+    facts["crash_detected_s"] = time.time() - killed
+    facts["heartbeat_crash"] = server.flow_run(flow_run_id)["state"]
+    server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker-2")
 
     # 3. retry to completion
     _retry(server, flow_run_id)
     _wait(lambda: server.state(flow_run_id) in TERMINAL, 900, "the retried flow run to finish", 0.5)
     facts["state"] = server.state(flow_run_id)
     facts["task_runs"] = server.task_runs(flow_run_id)
+    facts["history"] = server.history(flow_run_id)
     return facts
 
 
@@ -226,7 +316,8 @@ SAMPLES = "SELECT sample_id, seed, rationale, answer, correct, judge_reason FROM
 
 
 def test_killed_twice_and_retried_the_iteration_completes(crashed, server):
-    assert crashed["state"] == "COMPLETED", (server.logs / "worker.log").read_text()[-4000:]
+    assert crashed["state"] == "COMPLETED", "\n".join(crashed["history"]) + "\n" + (
+        server.logs / "worker-2.log").read_text()[-3000:]
     assert server.flow_run(crashed["flow_run_id"])["run_count"] == 3
     assert _rows(crashed["run_dir"], "SELECT iteration FROM metrics ORDER BY 1") == [{"iteration": 0}, {"iteration": 1}]
 
@@ -285,7 +376,8 @@ def test_retries_show_finished_tasks_as_cached(crashed):
     assert all(started[f"sample-it1-shard{j}"] < crashed["kill_rollout_at"] for j in crashed["shards_before"]), started
     assert by_name["seed"].count("Completed") == 1 and by_name["seed"].count("Cached") == 2
     assert by_name["train-it1"].count("Completed") == 1  # the killed attempt never completed it
-    # the task runs a killed process was running are marked Crashed by the flow's hook, not left Running
+    # the task runs a killed process was running are marked Crashed (by the flow's hook when its worker
+    # lives, by the retried attempt when the worker died with it), not left Running
     assert "Crashed" in by_name["train-it1"] and not any("Running" in states for states in by_name.values()), by_name
 
 
@@ -333,6 +425,49 @@ def test_the_run_is_named_at_submission_and_the_crash_says_what_happened(crashed
     assert "finished steps are kept in" in msg and "(the last: evaluate-it0)" in msg and "Retry resumes it" in msg
     names = {tr["name"] for tr in crashed["task_runs"]}
     assert "report" in names and not any(re.fullmatch(r"report-[0-9a-f]{3}", n) for n in names)
+
+
+def test_a_dead_worker_s_run_turns_crashed_by_itself(crashed):
+    state = crashed["heartbeat_crash"]
+    assert state["type"] == "CRASHED" and state["message"].startswith("No heartbeat"), state
+    assert "Retry resumes it" in state["message"]
+    # at most one heartbeat interval after the kill, plus the crash window, plus the watch's own delay
+    assert crashed["crash_detected_s"] <= HEARTBEAT_S + CRASH_AFTER_S + 30, crashed["crash_detected_s"]
+    print(f"\nworker host lost: the server marked the run Crashed {crashed['crash_detected_s']:.0f} s after the kill "
+          f"(heartbeat every {HEARTBEAT_S} s, crash after {CRASH_AFTER_S} s without one)")
+
+
+def test_the_server_keeps_its_state_in_postgresql(crashed, postgres, server):
+    if postgres is None:
+        pytest.skip("PostgreSQL is not installed here (no initdb): the server ran on SQLite")
+    assert server.env["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    # the runs, states and automation of this module are rows in the cluster
+    fid = crashed["flow_run_id"]
+    assert postgres.sql(f"SELECT name FROM flow_run WHERE id = '{fid}'") == "r3v-crashed"
+    assert int(postgres.sql(f"SELECT count(*) FROM flow_run_state WHERE flow_run_id = '{fid}'")) >= 10
+    assert int(postgres.sql("SELECT count(*) FROM automation WHERE name LIKE 'r3v:%'")) == 1
+
+
+def test_serve_exits_within_seconds_of_sigterm_once_its_server_is_gone(tmp_path):
+    """As `docker compose down` stops the services together: the server goes first, then the
+    worker gets SIGTERM; it must not hang pausing its deployments on a server that is gone."""
+    srv = Server(tmp_path / "home")
+    try:
+        worker = srv.start([str(BIN / srv.worker_cmd[0]), *srv.worker_cmd[1:]], "worker")
+        log = srv.logs / "worker.log"
+        _wait(lambda: log.exists() and "Serving deployments" in log.read_text(), 120, "r3v serve to start", 0.2)
+        time.sleep(2.0)
+        server = srv.procs[0]
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+        t0 = time.monotonic()
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        took = time.monotonic() - t0
+        assert took <= 15, (took, log.read_text()[-2000:])
+        print(f"\nr3v serve, server gone: exited {took:.1f} s after SIGTERM (status {worker.returncode})")
+    finally:
+        srv.stop()
 
 
 def test_prefect_deploy_to_a_process_pool_runs_the_flow(server, runs):
