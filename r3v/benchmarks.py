@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from r3v.files import FILE_READERS
 from r3v.judge import LETTERS, extract_answer
 
 FORMATS = ("tabmwp", "chartqa", "clevr_math", "geoqa", "m3cot")
@@ -288,8 +289,6 @@ def read_m3cot(path: Path) -> Iterator[dict]:
     domain, topic, category}, or the Hugging Face release (a `save_to_disk` folder or Parquet with
     an Image column). The context, when set, precedes the question; the gold rationale (ending in
     `Answer: X`) makes a seed split."""
-    from r3v.datasets import READERS as FILE_READERS
-
     records = FILE_READERS["jsonl" if path.suffix == ".jsonl" else ("hf" if path.is_dir() else "parquet")](path)
     for rec in records:
         rid = rec.get("id")
@@ -315,7 +314,7 @@ def read_m3cot(path: Path) -> Iterator[dict]:
                                                       if rec.get(k) is not None}}}
 
 
-READERS = {"tabmwp": read_tabmwp, "chartqa": read_chartqa, "clevr_math": read_clevr_math, "geoqa": read_geoqa,
+BENCHMARK_READERS = {"tabmwp": read_tabmwp, "chartqa": read_chartqa, "clevr_math": read_clevr_math, "geoqa": read_geoqa,
            "m3cot": read_m3cot}
 
 

@@ -114,7 +114,7 @@ class EmbeddedModelConfig:
 
 @dataclass(frozen=True)
 class PrototypeConfig:
-    """SQ-LLaVA's prototype extractor (r3v/sq/prototype.py): soft clustering of the image tokens
+    """SQ-LLaVA's prototype extractor (r3v/prototype.py): soft clustering of the image tokens
     before the projector, each token plus a gated residual of its prototypes."""
 
     enabled: bool = False
@@ -142,6 +142,25 @@ class ModelConfig:
     a GPU (pair it with train.precision=bf16); LoRA parameters and optimizer state stay float32
     either way."""
     prototype: PrototypeConfig = field(default_factory=PrototypeConfig)
+
+
+def parse_levels(spec: str) -> list[int]:
+    """`"1-4"` or `"1,2,5"` (or a mix) -> sorted distinct levels >= 1; ValueError otherwise."""
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not lo.strip().isdigit() or (sep and not hi.strip().isdigit()):
+            raise ValueError(f"bad level {part!r} (write levels like 1-4 or 1,2,5)")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if a < 1 or b < a:
+            raise ValueError(f"bad level range {part!r} (levels start at 1)")
+        out.update(range(a, b + 1))
+    if not out:
+        raise ValueError(f"no levels in {spec!r}")
+    return sorted(out)
 
 
 QUESTION_FAMILIES = ("clevr_math", "chart", "table")
@@ -180,8 +199,6 @@ class EmbeddedBenchConfig:
     """Seed of the generator: the same seed gives the same questions and images on every machine."""
 
     def __post_init__(self):
-        from r3v.embedded.bench.common import parse_levels
-
         for key in ("seed_levels", "train_levels", "test_levels"):
             try:
                 parse_levels(getattr(self, key))

@@ -17,31 +17,19 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from r3v import benchmarks
 from r3v.config import DataConfig, SourceConfig
+from r3v.files import FILE_READERS, BadFileError, BadRowError  # noqa: F401 (BadFileError: part of this module's API)
+from r3v.schema import QUESTION_SCHEMA
 
-QUESTION_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-    ("question", pa.string()),
-    ("answer", pa.string()),
-    ("choices", pa.list_(pa.string())),
-    ("rationale", pa.string()),
-    ("metadata", pa.string()),
-    ("split", pa.string()),
-])
 CANONICAL = ("id", "image", "question", "answer", "choices", "rationale", "metadata")
-
-
-class BadRowError(ValueError):
-    """A row of a source cannot be used; the message names the file, row and id."""
 
 
 @dataclass
@@ -69,66 +57,6 @@ class BadRowReport:
 # -- reading raw records ---------------------------------------------------------------
 
 
-class BadFileError(BadRowError):
-    """A whole source file cannot be read (truncated, not the format it claims); names the file."""
-
-
-def _records_parquet(path: Path) -> Iterator[dict]:
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-    for f in files:
-        try:
-            pf = pq.ParquetFile(f)
-            batches = pf.iter_batches(batch_size=256)
-            for batch in batches:
-                yield from batch.to_pylist()
-        except (OSError, pa.ArrowException) as e:  # a truncated file, or a column Arrow cannot read
-            raise BadFileError(f"{f}: unreadable Parquet file: {e}") from None
-
-
-def _records_jsonl(path: Path) -> Iterator[dict]:
-    """One record per line of UTF-8 JSON (a byte-order mark at the start is accepted); a line that
-    is not UTF-8, not JSON or not an object is a bad record naming its line."""
-    try:
-        f = path.open("rb")
-    except OSError as e:
-        raise BadFileError(f"{path}: cannot be read: {e}") from None
-    with f:
-        for i, raw in enumerate(f):
-            if i == 0 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield {"__error__": f"line {i + 1} is not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
-                                    f"save the file as UTF-8"}
-                continue
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                rec = {"__error__": f"invalid JSON on line {i + 1}: {e}"}
-            if not isinstance(rec, dict):
-                rec = {"__error__": f"line {i + 1} is not a JSON object"}
-            yield rec
-
-
-def _records_hf(path: Path) -> Iterator[dict]:
-    import datasets
-
-    if path.is_dir():
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            raise BadRowError(f"{path}: is a DatasetDict ({list(ds)}); point each split at its own folder")
-    else:
-        ds = datasets.Dataset.from_parquet(str(path))
-    for name, feat in ds.features.items():
-        if isinstance(feat, datasets.Image):
-            ds = ds.cast_column(name, datasets.Image(decode=False))
-    yield from ds
-
-
-READERS = {"parquet": _records_parquet, "jsonl": _records_jsonl, "hf": _records_hf}
 
 
 # -- validation ------------------------------------------------------------------------
@@ -271,16 +199,14 @@ def load_source(src: SourceConfig, split: str, skip_bad_rows: bool = False,
 def read_source(path: Path, fmt: str, split: str, image_dir: Path | None = None, columns: dict[str, str] | None = None,
                 skip_bad_rows: bool = False, max_pixels: int = 89_478_485) -> tuple[pa.Table, BadRowReport]:
     """Read one file (or folder) of format `fmt` into the canonical table, validating every row."""
-    from r3v import benchmarks
-
-    if fmt in benchmarks.READERS:
+    if fmt in benchmarks.BENCHMARK_READERS:
         if columns:
             raise ValueError(f"{path}: `columns` maps generic files; the {fmt} adapter reads {fmt}'s own fields")
-        records, default_base = benchmarks.READERS[fmt](path), benchmarks.image_base(fmt, path)
-    elif fmt in READERS:
-        records, default_base = READERS[fmt](path), (path if path.is_dir() else path.parent)
+        records, default_base = benchmarks.BENCHMARK_READERS[fmt](path), benchmarks.image_base(fmt, path)
+    elif fmt in FILE_READERS:
+        records, default_base = FILE_READERS[fmt](path), (path if path.is_dir() else path.parent)
     else:
-        raise ValueError(f"{path}: unknown format {fmt!r} (one of {sorted(READERS) + list(benchmarks.FORMATS)})")
+        raise ValueError(f"{path}: unknown format {fmt!r} (one of {sorted(FILE_READERS) + list(benchmarks.FORMATS)})")
     report = BadRowReport()
     rows = canonical_rows(records, str(path), split, image_dir or default_base, columns or {}, skip_bad_rows, report,
                           max_pixels=max_pixels)
@@ -349,15 +275,13 @@ def inspect_source(path: str | Path, fmt: str | None = None, image_dir: str | Pa
 
     from PIL import Image
 
-    from r3v import benchmarks
-
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist")
     fmt = fmt or benchmarks.detect_format(p)
     if fmt is None:
         raise ValueError(f"{p}: cannot tell the format from the name; give --format "
-                         f"({', '.join(sorted(READERS) + list(benchmarks.FORMATS))})")
+                         f"({', '.join(sorted(FILE_READERS) + list(benchmarks.FORMATS))})")
     table, report = read_source(p, fmt, "inspect", Path(image_dir).expanduser() if image_dir else None, columns,
                                 skip_bad_rows=True)
     qs = table.to_pylist()

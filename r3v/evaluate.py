@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from r3v import prompts
-from r3v.analysis.error_kinds import is_rationale
 from r3v.config import QARConfig
 from r3v.judge import answer_key, judge_for_question, normalize
+from r3v.rationale import is_rationale
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
 
 

@@ -36,7 +36,7 @@ def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | N
     `adapter` merged in, on `device` (a torch device; see r3v.device.resolve), in eval mode."""
     from transformers import AutoModelForImageTextToText
 
-    from r3v.sq import prototype
+    from r3v import prototype
 
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=DTYPES[dtype])
     prototype.load(model, Path(path))  # SQ-LLaVA's extractor, when the checkpoint has one
@@ -59,7 +59,7 @@ def save_model(model, processor, path: str | Path, extra_files: dict[str, str] |
     a temporary folder, then renamed."""
     from safetensors.torch import load_file, save_file
 
-    from r3v.sq import prototype
+    from r3v import prototype
     from r3v.store import atomic_dir
 
     path = Path(path)

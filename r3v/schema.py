@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from r3v.datasets import QUESTION_SCHEMA
 from r3v.objective import TERMS
+
+# The canonical question table every source is read into (r3v/datasets.py): questions/split=<s>/
+QUESTION_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("question", pa.string()),
+    ("answer", pa.string()),
+    ("choices", pa.list_(pa.string())),
+    ("rationale", pa.string()),
+    ("metadata", pa.string()),
+    ("split", pa.string()),
+])
 
 # One sub-question of a Questioner -> Answerer -> Reasoner chain and its answer.
 QA_PAIR = pa.struct([("question", pa.string()), ("answer", pa.string())])

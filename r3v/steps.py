@@ -86,8 +86,8 @@ def seed(run_dir: str, progress: Callable[[int, int], None] | None = None) -> di
     if skip and not cfg.model.prototype.enabled:
         return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
     if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
+        from r3v import prototype
         from r3v.models import load_model, load_processor, save_model
-        from r3v.sq import prototype
 
         src, pc = run.meta["source_model"], cfg.model.prototype
         model = load_model(src, cfg.model.dtype)
@@ -201,8 +201,8 @@ def judge(run_dir: str, iteration: int) -> dict:
     run, finished, t0 = begin(run_dir, iteration, "judge")
     if finished:
         return finished
-    from r3v.analysis.error_kinds import is_rationale, judge_checking_reading
     from r3v.judge import judge_for_question, shuffle_verdicts
+    from r3v.rationale import is_rationale, judge_checking_reading
     from r3v.schema import SAMPLE_SCHEMA
 
     qs = {q["id"]: q for q in run.questions("train")}
@@ -323,15 +323,3 @@ def ask(run_dir: str, iteration: int, split: str = "test", n: int = 3, max_image
 def _test_questions(run: Run) -> list[dict]:
     questions = run.questions("test")
     return questions[:run.cfg.eval.max_questions] if run.cfg.eval.max_questions else questions
-
-
-def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
-    from r3v.objective import TERMS
-    from r3v.schema import TRAIN_LOG_SCHEMA
-
-    rows = [{"step": r["step"], "epoch": r["epoch"], "lr": r["lr"], "grad_norm": r["grad_norm"],
-             "seconds": r["seconds"], "loss_total": r.get("loss/total"), "attempt": r.get("attempt", 0),
-             **{c: v for t in TERMS for c, v in ((t.loss_column, r.get(t.log_key)), (t.tokens_column,
-                                                                                     r.get(t.tokens_key, 0)))}}
-            for r in logs]
-    run.store.write("train_log", pa.Table.from_pylist(rows, schema=TRAIN_LOG_SCHEMA), iteration=iteration)

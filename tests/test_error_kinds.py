@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from r3v.analysis.error_kinds import arithmetic_is_right, error_kind, reading_is_right
+from r3v.analysis.error_kinds import error_kind
 from r3v.config import EmbeddedBenchConfig
 from r3v.embedded.bench import suite
+from r3v.rationale import arithmetic_is_right, reading_is_right
 
 CHART = {"family": "chart", "qtype": "sum", "bars": {"red": 30, "blue": 70, "green": 20}}
 TABLE = {"family": "table", "qtype": "most", "table": {"red": 3, "blue": 9, "yellow": 4}}
@@ -58,8 +59,8 @@ def test_arithmetic_chains():
 
 
 def test_checking_judge_turns_lucky_positives_into_negatives():
-    from r3v.analysis.error_kinds import judge_checking_reading
     from r3v.judge import Verdict, judge_for_question
+    from r3v.rationale import judge_checking_reading
 
     q = {"question": SUM_Q, "answer": "100", "choices": None, "metadata": json.dumps(CHART)}
     lucky = "Bars: red 40, blue 60, green 20. 40 + 60 = 100. Answer: 100"

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from r3v.analysis.error_kinds import is_rationale
 from r3v.analysis.gate import check, failures, gate_rows
 from r3v.judge import reasoning_before_answer
+from r3v.rationale import is_rationale
 
 TABLE = {"family": "table", "level": 2, "table": {"red": 3, "blue": 7, "green": 2}, "start": 35, "results": [38, 31]}
 SHAPES = {"family": "clevr_math", "level": 2, "objects": ["red circle", "blue square", "red triangle"], "start": 35,

@@ -56,8 +56,8 @@ def test_clean_partials_removes_only_hidden_temporaries(tmp_path):
 def _run_with_questions(tmp_path, n_train: int, *overrides: str) -> str:
     import pyarrow as pa
 
-    from r3v.datasets import QUESTION_SCHEMA
     from r3v.run import Run
+    from r3v.schema import QUESTION_SCHEMA
 
     cfg = load_config(overrides=[f"run.root={tmp_path}", "run.name=r", *overrides])
     run_dir = init_run(cfg)

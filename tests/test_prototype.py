@@ -3,12 +3,11 @@ the checkpoint, trained beside LoRA in the adapter."""
 
 import torch
 
-from r3v import prompts
+from r3v import prompts, prototype
 from r3v.config import EmbeddedBenchConfig
 from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model, load_processor, save_model
-from r3v.sq import prototype
-from r3v.sq.prototype import PrototypeExtractor
+from r3v.prototype import PrototypeExtractor
 from r3v.train.data import Example, collate, encode
 
 

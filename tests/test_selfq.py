@@ -170,7 +170,7 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, model_overrid
     assert facts["steps"] >= 1 and all(v > 0 for k, v in facts.items() if k.startswith("loss/"))
     from safetensors import safe_open
 
-    from r3v.sq.prototype import WEIGHTS_FILE
+    from r3v.prototype import WEIGHTS_FILE
 
     assert (tmp_path / "sq" / "checkpoints" / "seed" / WEIGHTS_FILE).exists()
     with safe_open(str(tmp_path / "sq" / "checkpoints" / "iteration=1" / "adapter_model.safetensors"), "pt") as f:

@@ -25,7 +25,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-from r3v.analysis.error_kinds import _READING, error_kind, is_rationale, reading_items
+from r3v.analysis.error_kinds import error_kind
+from r3v.rationale import _READING, is_rationale, reading_items
 
 GATE = {"listing": 0.95, "lookup": 0.98, "arithmetic_greedy": 0.98, "arithmetic_sample": 0.95}
 """The floors of the gate: listing exact, look-ups, and each equation's arithmetic, greedy and sampled."""

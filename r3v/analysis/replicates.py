@@ -33,8 +33,7 @@ import pyarrow.parquet as pq
 
 from r3v.analysis.error_kinds import breakdown
 from r3v.analysis.report import markdown_table
-from r3v.config import Config
-from r3v.embedded.bench.common import parse_levels
+from r3v.config import Config, parse_levels
 from r3v.store import Store
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,

@@ -18,7 +18,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from r3v.progress import bar as progress_bar
 from r3v.prompts import generation_prompt
-from r3v.rollout import Completion, RolloutRequest, SamplingParams
+from r3v.rollout.sampler import Completion, RolloutRequest, SamplingParams
 
 
 class PerRowSampler(LogitsProcessor):

@@ -44,7 +44,7 @@ from PIL import Image
 
 from r3v.config import VLLMConfig
 from r3v.prompts import generation_prompt
-from r3v.rollout import Completion, RolloutRequest, SamplingParams
+from r3v.rollout.sampler import Completion, RolloutRequest, SamplingParams
 
 log = logging.getLogger(__name__)
 

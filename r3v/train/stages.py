@@ -13,8 +13,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+
 from r3v import objective
 from r3v.run import Run, file_hash
+from r3v.schema import TRAIN_LOG_SCHEMA
 
 Progress = Callable[[int, int], None]
 
@@ -38,9 +41,8 @@ def _on_step(progress: Progress | None):
 
 def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
+    from r3v import prototype
     from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
-    from r3v.sq import prototype
-    from r3v.steps import _write_train_log
     from r3v.train import dist, state
     from r3v.train.data import encode_all, seed_examples
     from r3v.train.loop import train
@@ -95,7 +97,7 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
         raise RuntimeError(f"iteration {iteration}: nothing to train on (set sizes {done(run, iteration, 'build_sets')}, "
                            f"weights {weights}); with no positive sample in the pool, M_{iteration - 1} never "
                            f"answered a train question correctly (`SELECT judge_reason, count(*) FROM samples GROUP BY 1`)")
-    from r3v.sq import prototype
+    from r3v import prototype
 
     spec = loop_spec(cfg, lr=tc.lr, batch_size=tc.batch_size, grad_accum=tc.grad_accum, epochs=tc.epochs,
                      max_steps=tc.max_steps, warmup_ratio=tc.warmup_ratio, max_grad_norm=tc.max_grad_norm,
@@ -106,8 +108,6 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
                  state_dir=folder)
     adapter_hash = _save_adapter(run, iteration, model, len(data), len(logs)) if dist.is_main() else None
     if dist.is_main():
-        from r3v.steps import _write_train_log
-
         _write_train_log(run, iteration, logs)
         state.clear(folder)
     return {"examples": len(data), "steps": len(logs), "adapter_hash": adapter_hash,
@@ -118,8 +118,8 @@ def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) 
 def _iteration_model(run: Run, iteration: int):
     """M_0 with a fresh LoRA adapter (train.init=base), or M_{k-1}'s adapter to continue
     (train.init=continue); SQ-LLaVA's prototype extractor trained fully beside it when there is one."""
+    from r3v import prototype
     from r3v.models import add_lora, load_model
-    from r3v.sq import prototype
 
     cfg, tc, pc = run.cfg, run.cfg.train, run.cfg.model.prototype
     model = load_model(run.meta["base_model"], cfg.model.dtype, device=run.device)
@@ -168,7 +168,7 @@ def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> 
 
 def _save_adapter(run: Run, iteration: int, model, examples: int, steps: int) -> str:
     """checkpoints/iteration=k/: the adapter (with the extractor's config) and its manifest; its hash."""
-    from r3v.sq import prototype
+    from r3v import prototype
     from r3v.store import atomic_dir
 
     final = run.dir / "checkpoints" / f"iteration={iteration}"
@@ -190,3 +190,13 @@ def _resumed(logs: list[dict]) -> int:
 
 
 STAGES = {"seed": seed_stage, "train": iteration_stage}
+
+
+def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
+    """The stage's per-step log -> the `train_log` table (one loss and token column per loss term)."""
+    rows = [{"step": r["step"], "epoch": r["epoch"], "lr": r["lr"], "grad_norm": r["grad_norm"],
+             "seconds": r["seconds"], "loss_total": r.get("loss/total"), "attempt": r.get("attempt", 0),
+             **{c: v for t in objective.TERMS for c, v in ((t.loss_column, r.get(t.log_key)),
+                                                          (t.tokens_column, r.get(t.tokens_key, 0)))}}
+            for r in logs]
+    run.store.write("train_log", pa.Table.from_pylist(rows, schema=TRAIN_LOG_SCHEMA), iteration=iteration)

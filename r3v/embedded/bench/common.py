@@ -78,25 +78,6 @@ def equations(start: int, steps: list[Step], first: str | None = None) -> tuple[
     return " ".join(parts), results
 
 
-def parse_levels(spec: str) -> list[int]:
-    """`"1-4"` or `"1,2,5"` (or a mix) -> sorted distinct levels >= 1; ValueError otherwise."""
-    out: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        if not lo.strip().isdigit() or (sep and not hi.strip().isdigit()):
-            raise ValueError(f"bad level {part!r} (write levels like 1-4 or 1,2,5)")
-        a, b = int(lo), int(hi) if sep else int(lo)
-        if a < 1 or b < a:
-            raise ValueError(f"bad level range {part!r} (levels start at 1)")
-        out.update(range(a, b + 1))
-    if not out:
-        raise ValueError(f"no levels in {spec!r}")
-    return sorted(out)
-
-
 def chain(items: dict[str, int], level: int, rng: random.Random, literals: list[int]) -> tuple[str, list[Step]]:
     """A start item and `level` steps over `items` (name -> value): each step adds or subtracts an
     item not used yet (while any is left, else a number from `literals`), or, one time in four, a

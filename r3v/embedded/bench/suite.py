@@ -24,9 +24,8 @@ import json
 import random
 from types import ModuleType
 
-from r3v.config import EmbeddedBenchConfig
+from r3v.config import EmbeddedBenchConfig, parse_levels
 from r3v.embedded.bench import charts, shapes, tables
-from r3v.embedded.bench.common import parse_levels
 
 FAMILIES: dict[str, ModuleType] = {m.NAME: m for m in (shapes, charts, tables)}
 
