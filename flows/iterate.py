@@ -22,6 +22,7 @@ from flows.rollout import rollout
 from r3v.config import load_config
 from r3v.progress import quiet_libraries
 from r3v.run import clean_partials, init_run, run_lock
+from r3v.step_table import STEPS
 from tasks import build_sets, evaluate, judge, prepare, report, seed, train
 
 
@@ -76,7 +77,8 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
             done = []
         if done:
             last = done[-1]
-            name = last["step"] if last["step"] in ("prepare", "seed") else f"{last['step']}-it{last['iteration']}"
+            spec = STEPS.get(last["step"])
+            name = spec.task_run_name(last["iteration"]) if spec else last["step"]
             msg += (f" {len(done)} finished steps are kept in {run_dir} (the last: {name}), with every finished "
                     f"rollout shard and the last mid-training checkpoint.")
         else:

@@ -23,6 +23,8 @@ import os
 import sys
 from pathlib import Path
 
+from r3v.step_table import SCALING_NS
+
 
 def _split(args: list[str]) -> tuple[str | None, list[str]]:
     config = None
@@ -117,7 +119,7 @@ def cmd_experiment(ns: argparse.Namespace) -> int:
             if getattr(ns, key) is None:
                 setattr(ns, key, value)
     ns.iterations = 3 if ns.iterations is None else ns.iterations
-    ns.ns = ns.ns or [1, 3, 5, 8]
+    ns.ns = ns.ns or list(SCALING_NS)
     cfg = load_config(config, overrides)  # fail fast, before Prefect starts
     bad = [a for a in ns.arms or [] if a not in ARMS]
     if bad:
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("scale", help="test-time compute scaling of a run's model")
     s.add_argument("run")
     s.add_argument("--iteration", type=int, help="default: the run's last iteration")
-    s.add_argument("--ns", nargs="+", type=int, default=[1, 3, 5, 8])
+    s.add_argument("--ns", nargs="+", type=int, default=list(SCALING_NS))
     s.set_defaults(fn=cmd_scale)
     s = sub.add_parser("ask", help="sample self-generated questions from the virtual user ([vusr], SQ-LLaVA)")
     s.add_argument("run")

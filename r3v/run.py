@@ -25,6 +25,7 @@ import pyarrow as pa
 import yaml
 
 from r3v.config import Config, ConfigError, affects_results, config_from_dict, leaves
+from r3v.step_table import STEPS, Folder
 from r3v.store import Store, visible_parquet
 
 log = logging.getLogger(__name__)
@@ -255,46 +256,26 @@ def _folder_outputs(path: str | Path | None) -> dict | None:
 
 
 def _outputs(run: Run, iteration: int, step: str, info: dict) -> dict | None:
-    """What `step` of `iteration` wrote, as found now; None when a part of it is missing."""
-    parts: dict[str, dict | None]
-    if step == "prepare":
-        parts = {"questions": _table_outputs(run, "questions")}
-    elif step == "seed":
-        parts = {"model": _folder_outputs(info.get("base_model"))}
-        if not info.get("skipped"):
-            parts["train_log"] = _table_outputs(run, "train_log", iteration=0)
-    elif step == "sample":
-        parts = {"rollouts": _table_outputs(run, "rollouts", iteration=iteration)}
-    elif step == "judge":
-        parts = {"samples": _table_outputs(run, "samples", iteration=iteration)}
-    elif step == "build_sets":
-        parts = {"sets": _table_outputs(run, "sets", iteration=iteration)}
-    elif step == "train":
-        parts = {"adapter": _folder_outputs(run.dir / "checkpoints" / f"iteration={iteration}"),
-                 "train_log": _table_outputs(run, "train_log", iteration=iteration)}
-    elif step == "evaluate":
-        parts = {t: _table_outputs(run, t, iteration=iteration) for t in ("eval", "eval_metrics")}
-    elif step == "scale":
-        parts = {t: _table_outputs(run, t, iteration=iteration) for t in ("scaling_eval", "scaling")}
-    else:
+    """What `step` of `iteration` wrote (its `writes` in r3v/step_table.py), as found now; None when
+    a part of it is missing. ({} for a name the table does not declare.)"""
+    spec = STEPS.get(step)
+    if spec is None:
         return {}
+    parts: dict[str, dict | None] = {}
+    for out in spec.writes:
+        if isinstance(out, Folder):
+            path = info.get(out.fact) if out.fact else run.dir / out.path.format(iteration=iteration)
+            parts[out.key] = _folder_outputs(path)
+        elif not (out.unless and info.get(out.unless)):
+            keys = {"iteration": iteration} if out.per_iteration else {}
+            parts[out.key] = _table_outputs(run, out.name, **keys)
     return None if any(v is None for v in parts.values()) else parts
 
 
 def upstream(cfg: Config, iteration: int, step: str) -> list[tuple[int, str]]:
-    """The steps whose outputs `step` of `iteration` reads (the loop's DAG)."""
-    model = [(0, "seed")] if iteration == 0 else [(iteration, "train")]  # M_k
-    return {
-        "prepare": [],
-        "seed": [(0, "prepare")],
-        "sample": [(0, "seed")] if iteration == 1 else [(iteration - 1, "train")],
-        "judge": [(iteration, "sample")],
-        "build_sets": [(j, "judge") for j in range(1, iteration + 1)],
-        "train": [(iteration, "build_sets"), (0, "seed")]
-        + ([(iteration - 1, "train")] if cfg.train.init == "continue" and iteration > 1 else []),
-        "evaluate": model,
-        "scale": model,
-    }.get(step, [])
+    """The steps whose outputs `step` of `iteration` reads (the loop's DAG: `reads` in r3v/step_table.py)."""
+    spec = STEPS.get(step)
+    return spec.reads(cfg, iteration) if spec else []
 
 
 def _raw_record(run: Run, iteration: int, step: str) -> str | None:

@@ -26,6 +26,7 @@ rationale: judge() records `has_rationale`, and the SFT set and y+ take only suc
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -39,15 +40,48 @@ from pathlib import Path
 import pyarrow as pa
 
 from r3v.run import Run, begin, record, shard_done
+from r3v.step_table import SCALING_NS, STEPS
 
 log = logging.getLogger(__name__)
 
 
-def prepare(run_dir: str) -> dict:
+def step(name: str, fresh: Callable[..., bool] | None = None):
+    """Make `recipe` the step `name` of r3v/step_table.py, inside the ledger: open the run, return the
+    recorded facts at once when the step is finished with its outputs and inputs intact (and, when
+    given, `fresh(facts, *args)` says they answer this call), else run the recipe and record what it
+    returns, with what `check` compares. The recipe takes the open `Run` (and the iteration, for a
+    step of an iteration) and returns its facts, or (facts, seconds spent elsewhere for it: the
+    rollout's shards, which ran as tasks of their own), added to its own wall time."""
+    per_iteration = "{iteration}" in STEPS[name].run_name
+
+    def wrap(recipe):
+        def around(run_dir: str, iteration: int, args: tuple, kw: dict) -> dict:
+            run, finished, t0 = begin(run_dir, iteration, name)
+            if finished and (fresh is None or fresh(finished, *args, **kw)):
+                return finished
+            facts = recipe(run, iteration, *args, **kw) if per_iteration else recipe(run, *args, **kw)
+            elsewhere = None
+            if isinstance(facts, tuple):
+                facts, elsewhere = facts
+            seconds = None if elsewhere is None else elsewhere + time.perf_counter() - t0
+            return record(run, iteration, name, t0, facts, seconds=seconds)
+
+        if per_iteration:
+            @functools.wraps(recipe)
+            def run_step(run_dir: str, iteration: int, *args, **kw) -> dict:
+                return around(run_dir, iteration, args, kw)
+        else:
+            @functools.wraps(recipe)
+            def run_step(run_dir: str, *args, **kw) -> dict:
+                return around(run_dir, 0, args, kw)
+        run_step.recipe = recipe
+        return run_step
+    return wrap
+
+
+@step("prepare")
+def prepare(run: Run) -> dict:
     """Read the questions into the store and resolve the base model (building the embedded one)."""
-    run, finished, t0 = begin(run_dir, 0, "prepare")
-    if finished:
-        return finished
     from r3v.datasets import load_splits
 
     cfg = run.cfg
@@ -70,21 +104,18 @@ def prepare(run_dir: str) -> dict:
             raise FileNotFoundError(f"model.source={cfg.model.source}: no config.json (Hugging Face layout) there")
     run.update_meta(source_model=str(model_path), base_model=str(model_path))
     skipped = {s: r["skipped"] for s, r in bad.items()}
-    return record(run, 0, "prepare", t0, {"questions": counts, "skipped_bad_rows": skipped,
-                                          "source_model": str(model_path)})
+    return {"questions": counts, "skipped_bad_rows": skipped, "source_model": str(model_path)}
 
 
-def seed(run_dir: str, progress: Callable[[int, int], None] | None = None) -> dict:
+@step("seed")
+def seed(run: Run, progress: Callable[[int, int], None] | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0
     (r3v/train/stages.py; in train.processes processes when set)."""
-    run, finished, t0 = begin(run_dir, 0, "seed")
-    if finished:
-        return finished
     cfg = run.cfg
     seed_questions = run.questions("seed") if run.store.exists("questions", split="seed") else []
     skip = not cfg.seed.enabled or not seed_questions
     if skip and not cfg.model.prototype.enabled:
-        return record(run, 0, "seed", t0, {"skipped": True, "base_model": run.meta["base_model"]})
+        return {"skipped": True, "base_model": run.meta["base_model"]}
     if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
         from r3v import prototype
         from r3v.models import load_model, load_processor, save_model
@@ -96,12 +127,12 @@ def seed(run_dir: str, progress: Callable[[int, int], None] | None = None) -> di
                               seed=cfg.run.seed)
         out = save_model(model, load_processor(src), run.dir / "checkpoints" / "seed")
         run.update_meta(base_model=str(out))
-        return record(run, 0, "seed", t0, {"skipped": True, "base_model": str(out)})
+        return {"skipped": True, "base_model": str(out)}
     from r3v.train.launch import run_stage
 
     facts = run_stage(run, "seed", 0, progress)
     run.update_meta(base_model=facts["base_model"])
-    return record(run, 0, "seed", t0, facts)
+    return facts
 
 
 def plan_shards(run_dir: str, iteration: int, shard_size: int | None = None) -> list[int]:
@@ -174,33 +205,28 @@ def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
     return {"shard": shard, **facts, "done_before": False}
 
 
-def sample(run_dir: str, iteration: int) -> dict:
+@step("sample")
+def sample(run: Run, iteration: int) -> tuple[dict, float]:
     """Sample N CoT rationales per train question with M_{k-1} -> rollouts/iteration=k/shard=*.
 
     Runs the shards that are not finished yet (the flow runs them as mapped tasks first, so here
     it only checks them) and records the step; its time is the shards' summed wall time (compute,
     more than the elapsed time when shards ran in parallel)."""
-    run, finished, t0 = begin(run_dir, iteration, "sample")
-    if finished:
-        return finished
-    shards = plan_shards(run_dir, iteration)
+    shards = plan_shards(str(run.dir), iteration)
     for j in shards:
-        sample_shard(run_dir, iteration, j)
+        sample_shard(str(run.dir), iteration, j)
     recs = run.store.read("shards", iteration=iteration).to_pylist()
     if sorted(r["shard"] for r in recs) != shards:
         raise RuntimeError(f"iteration {iteration}: shard records {sorted(r['shard'] for r in recs)} do not match "
                            f"the layout's shards {shards} ({run.dir / 'shards'})")
-    return record(run, iteration, "sample", t0, {
-        "questions": sum(r["questions"] for r in recs), "samples": sum(r["samples"] for r in recs),
-        "shards": len(shards), "model_ref": run.model_ref(iteration - 1), "device": str(run.device)},
-        seconds=sum(r["seconds"] for r in recs) + time.perf_counter() - t0)
+    return ({"questions": sum(r["questions"] for r in recs), "samples": sum(r["samples"] for r in recs),
+             "shards": len(shards), "model_ref": run.model_ref(iteration - 1), "device": str(run.device)},
+            sum(r["seconds"] for r in recs))
 
 
-def judge(run_dir: str, iteration: int) -> dict:
+@step("judge")
+def judge(run: Run, iteration: int) -> dict:
     """Judge each rollout's final answer against the gold answer -> samples/iteration=k (the pool)."""
-    run, finished, t0 = begin(run_dir, iteration, "judge")
-    if finished:
-        return finished
     from r3v.judge import judge_for_question, shuffle_verdicts
     from r3v.rationale import is_rationale, judge_checking_reading
     from r3v.schema import SAMPLE_SCHEMA
@@ -219,41 +245,33 @@ def judge(run_dir: str, iteration: int) -> dict:
     run.store.write("samples", pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA), iteration=iteration)
     n_pos = sum(r["correct"] for r in rows)
     reasons = dict(Counter(r["judge_reason"] for r in rows))
-    return record(run, iteration, "judge", t0, {"samples": len(rows), "positives": n_pos,
-                                                 "negatives": len(rows) - n_pos, "reasons": reasons,
-                                                 "rationale_free": sum(not r["has_rationale"] for r in rows)})
+    return {"samples": len(rows), "positives": n_pos, "negatives": len(rows) - n_pos, "reasons": reasons,
+            "rationale_free": sum(not r["has_rationale"] for r in rows)}
 
 
-def build_sets(run_dir: str, iteration: int) -> dict:
+@step("build_sets")
+def build_sets(run: Run, iteration: int) -> dict:
     """SFT, refine and select sets from the pool of iterations 1..k -> sets/iteration=k/kind=*."""
-    run, finished, t0 = begin(run_dir, iteration, "build_sets")
-    if finished:
-        return finished
     from r3v.sets import write_sets
 
-    sizes = write_sets(run.store, iteration, run.cfg.run.seed, run.cfg.sq, run.cfg.qar.rollout_n > 0)
-    return record(run, iteration, "build_sets", t0, sizes)
+    return write_sets(run.store, iteration, run.cfg.run.seed, run.cfg.sq, run.cfg.qar.rollout_n > 0)
 
 
-def train(run_dir: str, iteration: int, progress: Callable[[int, int], None] | None = None) -> dict:
+@step("train")
+def train(run: Run, iteration: int, progress: Callable[[int, int], None] | None = None) -> dict:
     """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k
     (r3v/train/stages.py; in train.processes processes when set). `progress(step, total)` is
     called after each optimizer step."""
-    run, finished, t0 = begin(run_dir, iteration, "train")
-    if finished:
-        return finished
     from r3v.rollout import release
     from r3v.train.launch import run_stage
 
     release(run.cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
-    return record(run, iteration, "train", t0, run_stage(run, "train", iteration, progress))
+    return run_stage(run, "train", iteration, progress)
 
 
-def evaluate(run_dir: str, iteration: int) -> dict:
+@step("evaluate")
+def evaluate(run: Run, iteration: int) -> dict:
     """pass@1, maj@N, oracle@N, select@N of M_k on the test split -> eval/, eval_metrics/."""
-    run, finished, t0 = begin(run_dir, iteration, "evaluate")
-    if finished:
-        return finished
     from r3v.evaluate import evaluate as run_eval
     from r3v.rollout import sampling_params
     from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
@@ -266,17 +284,18 @@ def evaluate(run_dir: str, iteration: int) -> dict:
                               relaxed_generic=cfg.judge.relaxed_generic)
     run.store.write("eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("eval_metrics", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
-    return record(run, iteration, "evaluate", t0, {**{m["metric"]: round(m["value"], 4) for m in metrics},
-                                                    "device": str(run.device)})
+    return {**{m["metric"]: round(m["value"], 4) for m in metrics}, "device": str(run.device)}
 
 
-def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> dict:
+def _same_ns(finished: dict, ns: tuple[int, ...] = SCALING_NS) -> bool:
+    return tuple(finished.get("ns", ())) == tuple(sorted(set(ns)))
+
+
+@step("scale", fresh=_same_ns)
+def scale(run: Run, iteration: int, ns: tuple[int, ...] = SCALING_NS) -> dict:
     """Test-time compute scaling of M_k: pass@1, maj@N, oracle@N, select@N for each N in `ns`
     -> scaling/, scaling_eval/ (redone when asked for other N than the recorded ones)."""
     ns = tuple(sorted(set(ns)))
-    run, finished, t0 = begin(run_dir, iteration, "scale")
-    if finished and tuple(finished.get("ns", ())) == ns:
-        return finished
     from r3v.evaluate import evaluate as run_eval
     from r3v.rollout import sampling_params
     from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
@@ -288,7 +307,7 @@ def scale(run_dir: str, iteration: int, ns: tuple[int, ...] = (1, 3, 5, 8)) -> d
                               relaxed_generic=cfg.judge.relaxed_generic)
     run.store.write("scaling_eval", pa.Table.from_pylist(preds, schema=EVAL_SCHEMA), iteration=iteration)
     run.store.write("scaling", pa.Table.from_pylist(metrics, schema=EVAL_METRIC_SCHEMA), iteration=iteration)
-    return record(run, iteration, "scale", t0, {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}})
+    return {"ns": list(ns), **{m["metric"]: round(m["value"], 4) for m in metrics}}
 
 
 def ask(run_dir: str, iteration: int, split: str = "test", n: int = 3, max_images: int = 0) -> dict:

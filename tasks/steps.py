@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from r3v import steps
 from r3v.analysis import report as r3v_report
 from r3v.run import Run, check, run_meta, shard_done
+from r3v.step_table import SHARD_RUN_NAME, STEPS
 
 
 def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
@@ -65,14 +66,21 @@ def cache_key(step: str):
     return key
 
 
-_RUN_NAMES: dict[str, re.Pattern] = {}
-"""step -> the pattern of its task runs' names, from the template step_task was given."""
+def _pattern(template: str) -> re.Pattern:
+    """`train-it{iteration}` -> a pattern that reads the iteration back from a task run's name."""
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>\\d+)", re.escape(template)))
 
 
-def step_task(step: str, run_name: str | None = None):
-    """A task for one step: named `<step>-it<k>[-shard<j>]` in the UI, cached under cache_key(step)."""
-    _RUN_NAMES[step] = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>\\d+)", re.escape(run_name or step)))
-    return task(name=step, task_run_name=run_name or step, cache_key_fn=cache_key(step), persist_result=True)
+_RUN_NAMES: dict[str, re.Pattern] = {
+    **{name: _pattern(spec.run_name) for name, spec in STEPS.items()}, "sample_shard": _pattern(SHARD_RUN_NAME)}
+"""step -> the pattern of its task runs' names (r3v/step_table.py)."""
+
+
+def step_task(step: str):
+    """A task for one step, named as r3v/step_table.py says (`train-it1`, `sample-it1-shard3`) and
+    cached under cache_key(step)."""
+    run_name = SHARD_RUN_NAME if step == "sample_shard" else STEPS[step].run_name
+    return task(name=step, task_run_name=run_name, cache_key_fn=cache_key(step), persist_result=True)
 
 
 def finished_in_store(run_dir: str, task_run_name: str) -> bool:
@@ -157,33 +165,33 @@ def seed(run_dir: str) -> dict:
     return _log("seed", steps.seed(run_dir, progress=Progress(run_dir, "seed", "Warm-up M_0 (optimizer steps)")))
 
 
-@step_task("sample_shard", "sample-it{iteration}-shard{shard}")
+@step_task("sample_shard")
 def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
     return _log("sample_shard", steps.sample_shard(run_dir, iteration, shard))
 
 
-@step_task("sample", "sample-it{iteration}")
+@step_task("sample")
 def sample(run_dir: str, iteration: int) -> dict:
     return _log("sample", steps.sample(run_dir, iteration))
 
 
-@step_task("judge", "judge-it{iteration}")
+@step_task("judge")
 def judge(run_dir: str, iteration: int) -> dict:
     return _log("judge", steps.judge(run_dir, iteration))
 
 
-@step_task("build_sets", "build_sets-it{iteration}")
+@step_task("build_sets")
 def build_sets(run_dir: str, iteration: int) -> dict:
     return _log("build_sets", steps.build_sets(run_dir, iteration))
 
 
-@step_task("train", "train-it{iteration}")
+@step_task("train")
 def train(run_dir: str, iteration: int) -> dict:
     progress = Progress(run_dir, f"train-it{iteration}", f"Training M_{iteration} (optimizer steps)")
     return _log("train", steps.train(run_dir, iteration, progress=progress))
 
 
-@step_task("evaluate", "evaluate-it{iteration}")
+@step_task("evaluate")
 def evaluate(run_dir: str, iteration: int) -> dict:
     facts = _log("evaluate", steps.evaluate(run_dir, iteration))
     table, md = r3v_report.iteration_summary(run_dir, iteration)
@@ -201,6 +209,6 @@ def report(run_dir: str) -> str:
     return md
 
 
-@task(name="scale", task_run_name="scale-it{iteration}", cache_policy=NO_CACHE)  # redone for other N
+@task(name="scale", task_run_name=STEPS["scale"].run_name, cache_policy=NO_CACHE)  # redone for other N
 def scale(run_dir: str, iteration: int, ns: list[int]) -> dict:
     return _log("scale", steps.scale(run_dir, iteration, tuple(ns)))

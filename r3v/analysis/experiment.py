@@ -34,6 +34,7 @@ from r3v.analysis.report import markdown_table
 from r3v.config import Config
 from r3v.objective import TERMS
 from r3v.run import Run, done
+from r3v.step_table import SCALING_NS
 from r3v.store import Store, atomic_dir
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     "r3v-qar": ["qar.rollout_n=3", "eval.strategy=both"],
 }
 DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select", "r3v-canary")
-DEFAULT_NS = (1, 3, 5, 8)
+DEFAULT_NS = SCALING_NS
 
 QUICK_OVERRIDES = [  # `r3v experiment --quick`: every arm and report on tiny sizes, to prove the machinery
     "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=15", "seed.steps=100",

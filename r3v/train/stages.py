@@ -18,12 +18,14 @@ import pyarrow as pa
 from r3v import objective
 from r3v.run import Run, file_hash
 from r3v.schema import TRAIN_LOG_SCHEMA
+from r3v.step_table import STEPS
 
 Progress = Callable[[int, int], None]
 
 
 def state_dir(run: Run, stage: str, iteration: int) -> Path:
-    return run.dir / "train_state" / ("seed" if stage == "seed" else f"iteration={iteration}")
+    """Where the stage keeps its mid-training checkpoints (`state` in r3v/step_table.py)."""
+    return run.dir / STEPS[stage].state.format(iteration=iteration)
 
 
 def loop_spec(cfg, **kw):
