@@ -618,12 +618,6 @@ def _close(a: float, b: float, tol: float) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(b))
 
 
-def choice_index(pred: str, choices: Sequence[str]) -> int | None:
-    """Index of the one option `pred` names (by letter, text or value), else None."""
-    kind, i = _choice(pred, choices)
-    return i if kind == "choice" else None
-
-
 def _text_match(claim: str, gold: str) -> str:
     """"exact" / "ambiguous" / "mismatch" for a text answer."""
     c, g = _ARTICLES.sub("", normalize(claim)), _ARTICLES.sub("", normalize(gold))

@@ -75,8 +75,3 @@ def weights(cfg, stage: str) -> dict[str, float]:
         else:
             out[t.name] = float(_get(cfg, t.weight_key))
     return out
-
-
-def formula() -> str:
-    """The objective as written in the logs and docs: 'λ_sft·L_SFT + λ_refine·L_REF + …'."""
-    return " + ".join(f"λ_{t.name}·{t.symbol}" for t in TERMS)

@@ -26,7 +26,7 @@ import yaml
 
 from r3v.config import Config, ConfigError, affects_results, config_from_dict, leaves
 from r3v.step_table import STEPS, Folder
-from r3v.store import Store, visible_parquet
+from r3v.store import Store, atomic_write_text, visible_parquet
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,7 @@ class Run:
         return run_meta(self.dir) if (self.dir / "run.json").exists() else {}
 
     def update_meta(self, **kv) -> None:
-        meta = self.meta | kv
-        tmp = self.dir / ".run.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(self.dir / "run.json")
+        atomic_write_text(self.dir / "run.json", json.dumps(self.meta | kv, indent=2))
 
     def questions(self, split: str) -> list[dict]:
         return self.store.read("questions", split=split).to_pylist()

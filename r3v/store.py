@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 # Named views in creation order (later ones select from earlier ones).
 VIEWS = ("questions", "samples", "positives", "negatives", "pool_stats", "sft_examples", "refine_pairs",
-         "select_sets", "sq_questions", "qar_chains", "sets", "metrics", "scaling", "loss_curves", "family_accuracy",
-         "level_accuracy")
+         "select_sets", "sq_questions", "qar_chains", "sets", "metrics", "scaling", "loss_curves", "test_predictions",
+         "family_accuracy", "level_accuracy")
 
 
 def sql_dir() -> Path:
@@ -45,6 +45,17 @@ def sql_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent / "sql"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a hidden temporary file beside it, renamed over
+    it): a reader, or a process killed mid-write, never sees half a file. The temporary file's name
+    is unique to the writer, so parallel writers of one path never share it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 @contextmanager

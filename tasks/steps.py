@@ -10,7 +10,6 @@ result.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -29,6 +28,7 @@ from r3v import steps
 from r3v.analysis import report as r3v_report
 from r3v.run import Run, check, run_meta, shard_done
 from r3v.step_table import SHARD_RUN_NAME, STEPS
+from r3v.store import atomic_write_text
 
 
 def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
@@ -41,10 +41,7 @@ def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
     if finished:
         return f.read_text().strip() if f.is_file() else "0"
     token = uuid.uuid4().hex[:12]
-    f.parent.mkdir(exist_ok=True)
-    tmp = f.with_name(f".{f.name}.{token}")
-    tmp.write_text(token)
-    os.replace(tmp, f)
+    atomic_write_text(f, token)
     return token
 
 
@@ -138,10 +135,7 @@ class Progress:
                 get_run_logger().debug("the interrupted attempt's progress card %s is not on this API: %s", old["id"], e)
 
     def _save(self, progress: float) -> None:
-        self.file.parent.mkdir(exist_ok=True)
-        tmp = self.file.with_name(f".{self.file.name}.tmp")
-        tmp.write_text(json.dumps({"id": str(self.id), "progress": progress}))
-        os.replace(tmp, self.file)
+        atomic_write_text(self.file, json.dumps({"id": str(self.id), "progress": progress}))
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()

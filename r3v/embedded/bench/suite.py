@@ -24,10 +24,13 @@ import json
 import random
 from types import ModuleType
 
-from r3v.config import EmbeddedBenchConfig, parse_levels
+from r3v.config import QUESTION_FAMILIES, EmbeddedBenchConfig, parse_levels
 from r3v.embedded.bench import charts, shapes, tables
 
-FAMILIES: dict[str, ModuleType] = {m.NAME: m for m in (shapes, charts, tables)}
+_MODULES = {m.NAME: m for m in (shapes, charts, tables)}
+FAMILIES: dict[str, ModuleType] = {name: _MODULES[name] for name in QUESTION_FAMILIES}
+"""The families the config declares (`r3v.config.QUESTION_FAMILIES`, what `data.embedded.families`
+is checked against), each with the module that draws it."""
 
 
 def families(cfg: EmbeddedBenchConfig) -> list[ModuleType]:
