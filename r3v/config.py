@@ -98,9 +98,8 @@ class EmbeddedModelConfig:
     text_pretrain_steps: int = 400
     """Text-only pretraining of the LM at build, before reading pretraining: the sums
     (`arithmetic_pretrain`) and copies and look-ups (`induction_pretrain`), `text_pretrain_batch`
-    short lines a step, packed. 0: none (they are then learnt beside reading only). Measured
-    (docs/results.md, p6 vs x5): held-out sums 0.44 -> 0.74, copies 0.56 -> 1.00, and the seed
-    model's level-1 accuracy 0.28 -> 0.58; it costs ~320 s of the build."""
+    short lines a step, packed. 0: none (they are then learnt beside reading only). What it buys
+    and costs is measured in docs/results.md (runs p6 vs x5)."""
     text_pretrain_batch: int = 256
     """Text lines per step of the text-only pretraining (packed)."""
     text_pretrain_lr: float = 1e-3
