@@ -291,11 +291,12 @@ def crashed(server, runs, reference):
     assert not (run_dir / "checkpoints" / "iteration=1").exists(), "the kill did not land inside training"
     assert not (run_dir / "steps" / "iteration=1" / "step=train").exists()
     assert server.state(flow_run_id) == "RUNNING"  # nobody is left to say otherwise
+    # a new worker at once, as a restart policy would start one; it leaves the dead run alone (not Scheduled)
+    server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker-2")
     _wait(lambda: server.state(flow_run_id) in TERMINAL, HEARTBEAT_S + CRASH_AFTER_S + 60,
           "the server to crash the run whose heartbeats stopped", 0.5)
     facts["crash_detected_s"] = time.time() - killed
     facts["heartbeat_crash"] = server.flow_run(flow_run_id)["state"]
-    server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker-2")
 
     # 3. retry to completion
     _retry(server, flow_run_id)
@@ -448,28 +449,6 @@ def test_the_server_keeps_its_state_in_postgresql(crashed, postgres, server):
     assert int(postgres.sql("SELECT count(*) FROM automation WHERE name LIKE 'r3v:%'")) == 1
 
 
-def test_serve_exits_within_seconds_of_sigterm_once_its_server_is_gone(tmp_path):
-    """As `docker compose down` stops the services together: the server goes first, then the
-    worker gets SIGTERM; it must not hang pausing its deployments on a server that is gone."""
-    srv = Server(tmp_path / "home")
-    try:
-        worker = srv.start([str(BIN / srv.worker_cmd[0]), *srv.worker_cmd[1:]], "worker")
-        log = srv.logs / "worker.log"
-        _wait(lambda: log.exists() and "Serving deployments" in log.read_text(), 120, "r3v serve to start", 0.2)
-        time.sleep(2.0)
-        server = srv.procs[0]
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(10)
-        t0 = time.monotonic()
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
-        took = time.monotonic() - t0
-        assert took <= 15, (took, log.read_text()[-2000:])
-        print(f"\nr3v serve, server gone: exited {took:.1f} s after SIGTERM (status {worker.returncode})")
-    finally:
-        srv.stop()
-
-
 def test_prefect_deploy_to_a_process_pool_runs_the_flow(server, runs):
     """`prefect deploy` from prefect.yaml, a process worker, and a flow run through them."""
     root, overrides = runs
@@ -490,3 +469,25 @@ def test_prefect_deploy_to_a_process_pool_runs_the_flow(server, runs):
     _wait(lambda: server.state(flow_run_id) in TERMINAL, 300, "the pooled flow run", 0.5)
     assert server.state(flow_run_id) == "COMPLETED", (server.logs / "pool-worker.log").read_text()[-3000:]
     assert (root / "pooled" / "results.md").exists()
+
+
+def test_serve_exits_within_seconds_of_sigterm_once_its_server_is_gone(server):
+    """As `docker compose down` stops the services together: the server goes first, then the
+    worker gets SIGTERM; it must not hang pausing its deployments on a server that is gone.
+    (Last in this module: it stops the module's workers and kills its server.)"""
+    for p in server.procs[1:]:  # the other workers, stopped while the server still answers
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(30)
+    worker = server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker-last")
+    log = server.logs / "worker-last.log"
+    _wait(lambda: log.exists() and "Serving deployments" in log.read_text(), 120, "r3v serve to start", 0.2)
+    time.sleep(2.0)
+    os.killpg(server.procs[0].pid, signal.SIGKILL)  # the server
+    server.procs[0].wait(10)
+    t0 = time.monotonic()
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(30)
+    took = time.monotonic() - t0
+    assert took <= 15, (took, log.read_text()[-2000:])
+    print(f"\nr3v serve, server gone: exited {took:.1f} s after SIGTERM (status {worker.returncode})")
