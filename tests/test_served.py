@@ -182,7 +182,12 @@ def postgres():
         print("\nPostgreSQL is not installed (no initdb): the server runs on SQLite")
         yield None
         return
-    pg = Postgres(bindir)
+    try:
+        pg = Postgres(bindir)
+    except (KeyError, OSError, subprocess.CalledProcessError) as e:  # no `postgres` user to run it as, no runuser
+        print(f"\nPostgreSQL is installed but its cluster could not be started here ({e}): the server runs on SQLite")
+        yield None
+        return
     yield pg
     pg.stop()
 
