@@ -292,7 +292,7 @@ def final_answers(text) -> list[str]:
         else:  # an `Answer:` span ends where the next final answer starts (`Answer: 0 Answer: 1`)
             span = _after_marker(text[:found[k + 1].start()] if k + 1 < len(found) else text, m.end())
             inner = _BOXED.search(span) if "boxed" in span else None
-            span = inner.group(1) if inner else _CUT.split(span.strip(), maxsplit=1)[0]
+            span = inner.group(1) if inner else _cut(span)  # cut as extract_answer cuts its span
         span = _strip(span.strip())
         if span:
             out.append(span)
@@ -774,7 +774,7 @@ def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05
         return pred, Verdict(False, "ambiguous")
     if scorer == "tabmwp" and not choices:
         return pred, judge_tabmwp(pred, question["answer"], meta.get("unit"))
-    read = _decimal_commas(pred) if not choices and "," in pred else pred  # `3,5` is 3.5 outside TabMWP
+    read = pred if choices else _decimal_commas(pred)  # `3,5` is 3.5 outside TabMWP
     if scorer == "relaxed":
         tol = RELAXED  # the benchmark's own rule, whatever the run's tolerance
     elif relaxed_generic and meta.get("answer_type") != "integer":
@@ -787,6 +787,8 @@ def judge_for_question(text: str | None, question: dict, tolerance: float = 0.05
 
 def _decimal_commas(s: str) -> str:
     """`3,5` -> `3.5`, `1.250,5` -> `1250.5`; `1,250` (three digits after the comma) is unchanged."""
+    if "," not in s:
+        return s
     s = _GROUPED_DOTS.sub(lambda m: m[1].replace(".", "") + "." + m[2], s)
     return _DECIMAL_COMMA.sub(r"\1.\2", s)
 
@@ -828,7 +830,7 @@ def answer_key(pred: str, question: dict) -> str:
         t = tabmwp_normalize(pred, meta.get("unit"))
         n = _number(t)
         return f"number:{round(n, 3)!r}" if isinstance(n, float) else t.lower()
-    n = _number(_decimal_commas(pred) if "," in pred else pred)
+    n = _number(_decimal_commas(pred))
     if isinstance(n, float | tuple):
         return f"number:{_candidates(n)[0]!r}"  # the value as written
     return f"{n if isinstance(n, str) else 'text'}:{_ARTICLES.sub('', normalize(pred))}"
