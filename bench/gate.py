@@ -42,7 +42,7 @@ def main() -> int:
     cfg = load_config(ns.config, [*ns.overrides, f"run.name={ns.name}", "run.iterations=1"])
     run_dir = str(init_run(cfg))
     times = {}
-    for step, call in (("prepare", lambda: steps.prepare(run_dir)), ("seed", lambda: steps.seed(run_dir)),
+    for step, call in (("prepare", lambda: steps.prepare(run_dir)), ("warmup", lambda: steps.warmup(run_dir)),
                        ("evaluate", lambda: steps.evaluate(run_dir, 0))):
         t0 = time.perf_counter()
         call()

@@ -3,10 +3,10 @@
     python bench/gpu_check.py                        # run.device=auto: the first GPU torch sees
     python bench/gpu_check.py --device cpu --small   # the same code on this CPU, small (tests/test_gpu_check.py)
 
-1. One full iteration of the loop on the embedded model with `run.device` (seed stage, rollout,
+1. One full iteration of the loop on the embedded model with `run.device` (warm-up, rollout,
    judge, sets, training, evaluation): the Prefect flow where Prefect is installed, else the same
    library steps in the flow's order; it prints every step's wall time and the device it used.
-2. The seed stage (full fine-tuning of the language model and projector, vision tower frozen) and
+2. The warm-up (full fine-tuning of the language model and projector, vision tower frozen) and
    then LoRA training steps on a random ~0.5B model of Qwen2-VL's architecture (a Qwen2-0.5B
    language model, 151,936-word vocabulary, a smaller vision tower), in bf16 with gradient
    checkpointing and the lean loss, on synthetic image+text examples: tokens/s and peak memory.
@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SMALL = ["data.embedded.n_seed=200", "data.embedded.n_train=16", "data.embedded.n_test=4", "seed.steps=80",
-         "seed.batch_size=16", "train.max_steps=3", "train.batch_size=8", "train.grad_accum=1",
+SMALL = ["data.embedded.n_seed=200", "data.embedded.n_train=16", "data.embedded.n_test=4", "warmup.steps=80",
+         "warmup.batch_size=16", "train.max_steps=3", "train.batch_size=8", "train.grad_accum=1",
          "rollout.max_new_tokens=64", "eval.n=1"]
 QWEN = {  # ~0.5B: Qwen2-0.5B's language model, a 12-layer 768-wide vision tower
     "text": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
@@ -49,8 +49,8 @@ def flow_iteration(device: str, small: bool, root: Path, cache: str, model: str 
 
     overrides = ["run.iterations=1", f"run.device={device}", f"run.root={root}", "run.name=gpu-check",
                  f"model.cache_dir={cache}"] + (SMALL if small else [])
-    if model:  # start from this model (e.g. a warmed-up M_0): no seed stage
-        overrides += [f"model.source={model}", "seed.enabled=false"]
+    if model:  # start from this model (e.g. a warmed-up M_0): no warm-up
+        overrides += [f"model.source={model}", "warmup.enabled=false"]
     t0 = time.perf_counter()
     try:
         from prefect.testing.utilities import prefect_test_harness
@@ -65,9 +65,9 @@ def flow_iteration(device: str, small: bool, root: Path, cache: str, model: str 
 
         run_dir = str(init_run(load_config(ROOT / "configs" / "embedded.yaml", overrides)))
         steps.prepare(run_dir)
-        steps.seed(run_dir)
+        steps.warmup(run_dir)
         steps.evaluate(run_dir, 0)
-        for step in (steps.sample, steps.judge, steps.build_sets, steps.train, steps.evaluate):
+        for step in (steps.rollout, steps.judge, steps.build_sets, steps.train, steps.evaluate):
             step(run_dir, 1)
         how = "r3v.steps in the flow's order (prefect not installed)"
     rows = Store(root / "gpu-check").read("steps").to_pylist()
@@ -139,14 +139,14 @@ def qwen_training(device_spec: str, small: bool) -> dict:
     weights = {"sft": 1.0, "refine": 1.0, "select": 1.0, "sq": 1.0}
     out = {"parameters": params, "device": str(device), "dtype": "bfloat16", "precision": "bf16",
            "gradient_checkpointing": True, "lean_loss": True, "batch": spec["batch"], "length": spec["length"]}
-    for stage in ("seed (full fine-tuning, vision frozen)", "LoRA r=128 on the language model"):
+    for stage in ("warm-up (full fine-tuning, vision frozen)", "LoRA r=128 on the language model"):
         if stage.startswith("LoRA"):
             for p in model.parameters():
                 p.requires_grad_(False)
             model = add_lora(model, r=128, alpha=256, dropout=0.05, seed=0)
         else:
             freeze_vision_tower(model)
-        ls = LoopSpec(lr=1e-5 if stage.startswith("seed") else 1e-4, batch_size=spec["batch"], max_steps=spec["steps"],
+        ls = LoopSpec(lr=1e-5 if stage.startswith("warm-up") else 1e-4, batch_size=spec["batch"], max_steps=spec["steps"],
                       warmup_steps=1, precision="bf16", gradient_checkpointing=True, lean_loss=True, seed=0)
         t0 = time.perf_counter()
         with peak(device) as mem:
@@ -163,7 +163,7 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--small", action="store_true", help="tiny sizes (the CPU test)")
     p.add_argument("--cache-dir", default="~/.cache/r3v")
-    p.add_argument("--model", default="", help="start the flow from this model folder, without a seed stage")
+    p.add_argument("--model", default="", help="start the flow from this model folder, without a warm-up")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
     import torch

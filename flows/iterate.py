@@ -22,8 +22,8 @@ from flows.rollout import rollout
 from r3v.config import load_config
 from r3v.progress import quiet_libraries
 from r3v.run import clean_partials, init_run, run_lock
-from r3v.step_table import STEPS
-from tasks import build_sets, evaluate, judge, prepare, report, seed, train
+from r3v.step_table import STEPS, step_name
+from tasks import build_sets, evaluate, judge, prepare, report, train, warmup
 
 
 def _config(config: str | None = None, overrides: list[str] | None = None, run_name: str = "",
@@ -77,7 +77,7 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
             done = []
         if done:
             last = done[-1]
-            spec = STEPS.get(last["step"])
+            spec = STEPS.get(step_name(last["step"]))
             name = spec.task_run_name(last["iteration"]) if spec else last["step"]
             msg += (f" {len(done)} finished steps are kept in {run_dir} (the last: {name}), with every finished "
                     f"rollout shard and the last mid-training checkpoint.")
@@ -164,8 +164,8 @@ def r3v_flow(config: str | None = None, overrides: list[str] | None = None, run_
         _end_previous_attempt(run_dir)  # what a dead worker left showing Running
         clean_partials(run_dir)  # what a killed attempt was writing
         prepare(run_dir)
-        seed(run_dir)  # M_0
-        if cfg.eval.evaluate_seed:
+        warmup(run_dir)  # M_0
+        if cfg.eval.evaluate_m0:
             evaluate(run_dir, 0)
         for k in range(1, cfg.run.iterations + 1):
             rollout(run_dir, k, cfg.orchestration)  # N rationales per question with M_{k-1}, by shards

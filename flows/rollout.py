@@ -2,7 +2,7 @@
 
     shards <- blocks of orchestration.shard_size train questions (the layout is kept in run.json)
     for each shard not finished yet:  sample N rationales per question with M_{k-1}
-    sample(k): check every shard is there, record the step
+    rollout(k): check every shard is there, record the step
 
 `sequential` runs the shards one after another in the flow's process (one model load for all);
 `dask` maps them over a Dask cluster (a local one of `workers` processes, or the existing one at
@@ -14,10 +14,10 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
+import tasks
 from r3v.config import OrchestrationConfig
 from r3v.steps import plan_shards
-from tasks import sample, sample_shard
-from tasks.steps import Progress
+from tasks.steps import ProgressCard
 
 
 def task_runner(orch: OrchestrationConfig):
@@ -39,22 +39,22 @@ def rollout(run_dir: str, iteration: int, orch: OrchestrationConfig) -> dict:
     shards = plan_shards(run_dir, iteration, orch.shard_size)
     runner = task_runner(orch)
     if runner is None:
-        progress = Progress(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
+        progress = ProgressCard(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
         progress(0, len(shards))  # the card shows from the rollout's start
         for j in shards:
-            sample_shard(run_dir, iteration, j)
+            tasks.rollout_shard(run_dir, iteration, j)
             progress(j + 1, len(shards))
     else:
         rollout_flow.with_options(task_runner=runner)(run_dir, iteration, shards)
-    return sample(run_dir, iteration)
+    return tasks.rollout(run_dir, iteration)
 
 
 @flow(name="r3v-rollout", flow_run_name="rollout-it{iteration}")
 def rollout_flow(run_dir: str, iteration: int, shards: list[int]) -> list[dict]:
     """The shards of one rollout in parallel on the flow's task runner."""
-    progress = Progress(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
+    progress = ProgressCard(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
     progress(0, len(shards))
-    futures = sample_shard.map(unmapped(run_dir), unmapped(iteration), shards)
+    futures = tasks.rollout_shard.map(unmapped(run_dir), unmapped(iteration), shards)
     results = []
     for i, fut in enumerate(as_completed(futures)):
         results.append(fut.result())

@@ -243,13 +243,13 @@ def cmd_data_inspect(ns: argparse.Namespace) -> int:
 
 
 def cmd_judge_check(ns: argparse.Namespace) -> int:
-    from r3v.analysis.judge_check import check, load_cases, report
+    from r3v.analysis.judge_check import agreement, load_cases, report
 
     try:
         cases = load_cases(ns.file)
     except (OSError, ValueError) as e:
         raise SystemExit(f"r3v judge-check: {e}") from None
-    result = check(cases, ns.tolerance)
+    result = agreement(cases, ns.tolerance)
     print(report(result))
     return 0 if result and result["all"]["agreement"] >= ns.min_agreement else 1
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import types
 import typing
@@ -24,6 +25,7 @@ import yaml
 from r3v.config_fields import (  # noqa: F401 (the declared config, imported from here by the rest of r3v)
     NOT_RESULTS,
     QUESTION_FAMILIES,
+    RENAMED,
     RESULTS_ONLY_WHEN,
     Config,
     ConfigError,
@@ -39,16 +41,19 @@ from r3v.config_fields import (  # noqa: F401 (the declared config, imported fro
     RolloutConfig,
     Rule,
     RunConfig,
-    SeedStageConfig,
     SelfQuestioningConfig,
     SourceConfig,
     TrainConfig,
     VLLMConfig,
+    WarmupConfig,
     _field_default,
     affects_results,
+    former_name,
     leaves,
     parse_levels,
 )
+
+log = logging.getLogger(__name__)
 
 # -- ranges and cross-field rules, checked when a config is built -----------------------------------------
 
@@ -227,8 +232,46 @@ def _fix_floats(d: Any, cls: Any) -> Any:
     return out
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
-    return validate(_build(Config, _fix_floats(data, Config)))
+_WARNED: set[tuple[str, str]] = set()
+
+
+def read_renamed(data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """`data` with every key or section that was renamed (`RENAMED`) moved to its new name, with a
+    one-line deprecation warning (once per `where` and key); both names at once is a ConfigError."""
+    out = dict(data)
+    for old, new in RENAMED.items():
+        *old_path, old_leaf = old.split(".")
+        parent = out
+        for part in old_path:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or old_leaf not in parent:
+            continue
+        if (where, old) not in _WARNED:
+            _WARNED.add((where, old))
+            log.warning("%s: config key %r is now called %r; read as such (rename it there)", where, old, new)
+        node = out
+        for part in old_path:  # copy the path down to the old key's parent, then move the key
+            node[part] = dict(node[part])
+            node = node[part]
+        value = node.pop(old_leaf)
+        *new_path, new_leaf = new.split(".")
+        node = out
+        for part in new_path:
+            node[part] = dict(node.get(part) or {})
+            node = node[part]
+        if new_leaf in node:  # both names: fine while they set different keys of a section
+            sections = isinstance(value, dict) and isinstance(node[new_leaf], dict)
+            both = set(value) & set(node[new_leaf]) if sections else {new_leaf}
+            if both:
+                what = f" (both set {', '.join(sorted(both))})" if sections else ""
+                raise ConfigError(f"{where}: {old!r} and its new name {new!r} are both set{what}; keep {new!r}")
+            value = {**value, **node[new_leaf]}
+        node[new_leaf] = value
+    return out
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
+    return validate(_build(Config, _fix_floats(read_renamed(data, where), Config)))
 
 
 class _Loader(yaml.SafeLoader):
@@ -271,9 +314,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         loaded = read_yaml(p) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: top level must be a mapping")
-        data = loaded
+        data = read_renamed(loaded, str(p))
     if overrides:
-        data = _merge(data, parse_overrides(overrides))
+        data = _merge(data, read_renamed(parse_overrides(overrides), "override"))
     try:
         return config_from_dict(data)
     except ConfigError as e:

@@ -60,7 +60,7 @@ class RunConfig:
     torch_threads: int = bounded(2, at_least(1))
     """torch intra-op threads. Not part of the config hash (does not change results' meaning)."""
     device: str = "auto"
-    """Where models run (seed stage, training, the transformers sampler, evaluation, `r3v ask`):
+    """Where models run (warm-up, training, the transformers sampler, evaluation, `r3v ask`):
     `auto` (the first accelerator torch sees, else the CPU), `cpu`, `cuda`, `cuda:N` or `mps`.
     Not part of the config hash: a run started on one machine resumes on another."""
 
@@ -147,7 +147,7 @@ class PrototypeConfig:
     """T soft-assignment / update rounds (the paper's 2)."""
     lr: float = bounded(0.0, at_least(0))
     """> 0: the extractor's own learning rate (its zero gate opens at about lr per step, so at
-    the LoRA rate a short run leaves it nearly shut); 0: the stage's lr (seed.lr, train.lr)."""
+    the LoRA rate a short run leaves it nearly shut); 0: the stage's lr (warmup.lr, train.lr)."""
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class SeedStageConfig:
+class WarmupConfig:
     """Warm-up of the base model on the seed split (full fine-tuning)."""
 
     enabled: bool = True
@@ -283,9 +283,9 @@ class SeedStageConfig:
     """Peak learning rate of the warm-up (AdamW, linear warm-up then cosine decay); full fine-tuning
     of projector and LM."""
     warmup_steps: int = bounded(20, at_least(0))
-    """Linear learning-rate warm-up of the seed stage (steps)."""
+    """Linear learning-rate warm-up of the warm-up (steps)."""
     weight_decay: float = bounded(0.0, at_least(0))
-    """AdamW weight decay of the seed stage."""
+    """AdamW weight decay of the warm-up."""
     direct_answers: bool = True
     """Also train `question -> Answer: X` (the paper's warm-up mixes both)."""
     train_vision: bool = False
@@ -436,7 +436,7 @@ class TrainConfig:
     """`base`: each iteration trains a fresh adapter on the base model (the authors' choice);
     `continue`: it continues the previous iteration's adapter."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Compute precision of training (seed stage too): `bf16`/`fp16` run the forward under
+    """Compute precision of training (the warm-up too): `bf16`/`fp16` run the forward under
     autocast (`fp16` with a gradient scaler); weights keep `model.dtype`, and LoRA parameters and
     optimizer state stay float32 (with model.dtype=bfloat16: bf16 weights, float32 LoRA)."""
     gradient_checkpointing: bool = False
@@ -452,7 +452,7 @@ class TrainConfig:
     save_every: int = bounded(50, at_least(0))
     """Every this many optimizer steps, save the training state (trainable weights, optimizer,
     schedule, RNG, position in the data order) under `train_state/`; a killed training resumes
-    from it. 0: never. Applies to the seed stage too."""
+    from it. 0: never. Applies to the warm-up too."""
     processes: int = bounded(1, at_least(1))
     """Data-parallel training processes (DDP, launched with torchrun): one per GPU, or CPU
     processes on the gloo backend. `batch_size` is per micro-batch and `grad_accum` counts the
@@ -479,8 +479,8 @@ class SelfQuestioningConfig:
     """Weight of L_SQ (token mean over the virtual user's question tokens)."""
     max_turns: int = bounded(4, at_least(2))
     """Questions packed into one sample (an image with more gives several samples)."""
-    seed_stage: bool = True
-    """Also train self-questioning in the seed stage (on the seed split's gold rationales)."""
+    warmup: bool = True
+    """Also train self-questioning in the warm-up (on the seed split's gold rationales)."""
     unsolved_answers: bool = False
     """Train `Answer: <gold>` as the answer of a question with no positive rationale yet (gold
     supervision R3V itself does not use). Off: such an answer is context only, and the question
@@ -515,8 +515,8 @@ class EvalConfig:
     """Samples for maj@N, oracle@N and select@N."""
     max_questions: int = bounded(0, at_least(0))
     """0: the whole test split."""
-    evaluate_seed: bool = True
-    """Also evaluate the seed model, as iteration 0."""
+    evaluate_m0: bool = True
+    """Also evaluate M_0 (the warm-up's model), as iteration 0."""
     strategy: Literal["cot", "qar", "both"] = "cot"
     """What is sampled at test time: CoT rationales, Questioner-Answerer-Reasoner chains (`qar`
     settings), or both, with maj/oracle/select over the union (N of each)."""
@@ -545,7 +545,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    seed: SeedStageConfig = field(default_factory=SeedStageConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -566,12 +566,27 @@ class Config:
         """Hash of what changes what a run computes: every key that affects results
         (`affects_results`) and is set off its declared default. A key added to the config later is
         at its default in every older run, so adding one never changes an old run's hash (it
-        resumes); a changed default does change it (an old run's config.yaml holds the old value)."""
-        d = {k: v for k, (v, default) in leaves(self).items() if v != default and affects_results(k, self)}
+        resumes); a changed default does change it (an old run's config.yaml holds the old value). A
+        renamed key (`RENAMED`) is hashed under its first name, so a rename changes no run's hash."""
+        d = {former_name(k): v for k, (v, default) in leaves(self).items()
+             if v != default and affects_results(k, self)}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+RENAMED = {"seed": "warmup", "sq.seed_stage": "sq.warmup", "eval.evaluate_seed": "eval.evaluate_m0"}
+"""Keys (or sections) given a new name: {old: new}. A config, override or run folder that uses the
+old name is read as the new one, with a one-line deprecation warning (r3v/config.py)."""
+
+
+def former_name(key: str) -> str:
+    """The first name of a dotted key whose key or section was renamed (`warmup.lr` -> `seed.lr`)."""
+    for old, new in RENAMED.items():
+        if _within_section(key, new):
+            return old + key[len(new):]
+    return key
 
 
 NOT_RESULTS = ("run.name", "run.root", "run.torch_threads", "run.device", "model.cache_dir",

@@ -19,6 +19,7 @@ for any chat template that renders a user turn's text verbatim (r3v/train/data.p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 COT_INSTRUCTION = "Think step by step and end with 'Answer: X'."
 DIRECT_INSTRUCTION = "Answer directly with 'Answer: X'."
@@ -155,3 +156,21 @@ def generation_prompt(processor, messages: Sequence[dict]) -> str:
     if last["role"] == "user" and last["content"][-1].get("text") == vusr_prefix():
         return target_prefix(processor, messages, len(messages) - 1)
     return render(processor, messages, generation_prompt=True)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A training example: a conversation about one image (these prompts) and the turns whose text is
+    learnt (r3v/train/data.py renders it and puts labels on those turns only)."""
+
+    kind: str  # the loss term its targets feed (r3v.objective.TERM_NAMES: sft | refine | select | sq)
+    image: bytes
+    messages: tuple  # prompt messages; for a multi-turn sample, the whole conversation
+    target: str = ""  # single-turn: the assistant text to learn, appended after `messages`
+    targets: tuple = ()  # multi-turn: (message index, loss kind) of each turn whose text is learnt
+
+    def conversation(self) -> tuple[list[dict], list[tuple[int, str]]]:
+        """(all messages, [(index, loss kind)]) with the single-turn target appended as a turn."""
+        if self.targets:
+            return list(self.messages), list(self.targets)
+        return list(self.messages) + [assistant_turn(self.target)], [(len(self.messages), self.kind)]

@@ -25,7 +25,7 @@ import pyarrow as pa
 import yaml
 
 from r3v.config import Config, ConfigError, affects_results, config_from_dict, leaves
-from r3v.step_table import STEPS, Folder
+from r3v.step_table import STEPS, Folder, step_name
 from r3v.store import Store, atomic_write_text, visible_parquet
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Run:
         path = run_dir / "config.yaml"
         if not path.exists():
             raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
-        return cls(run_dir, config_from_dict(yaml.safe_load(path.read_text())), Store(run_dir))
+        return cls(run_dir, config_from_dict(yaml.safe_load(path.read_text()), str(path)), Store(run_dir))
 
     @property
     def meta(self) -> dict:
@@ -112,7 +112,7 @@ def init_run(cfg: Config) -> Path:
     run_dir = cfg.run_dir.resolve()
     path = run_dir / "config.yaml"
     if path.exists():
-        old = config_from_dict(yaml.safe_load(path.read_text()))
+        old = config_from_dict(yaml.safe_load(path.read_text()), str(path))
         if old.hash() != cfg.hash():
             changed = changed_keys(old, cfg)
             # "<iteration>/<step>" of the finished steps, and any half-done training or rollout (made
@@ -275,16 +275,28 @@ def upstream(cfg: Config, iteration: int, step: str) -> list[tuple[int, str]]:
     return spec.reads(cfg, iteration) if spec else []
 
 
+_WARNED: set[tuple[str, str]] = set()
+
+
 def _raw_record(run: Run, iteration: int, step: str) -> str | None:
-    if not run.store.exists("steps", iteration=iteration, step=step):
-        return None
-    try:
-        return run.store.read("steps", iteration=iteration, step=step)["info"][0].as_py()
-    except (OSError, ValueError, IndexError):
-        return None
+    """The step's record; in a run folder made by an older version, the record under the step's
+    former name (`formerly` in r3v/step_table.py), with a one-line deprecation warning."""
+    former = STEPS[step].formerly if step in STEPS else ""
+    for name in (step, former) if former else (step,):
+        if not run.store.exists("steps", iteration=iteration, step=name):
+            continue
+        if name != step and (str(run.dir), name) not in _WARNED:
+            _WARNED.add((str(run.dir), name))
+            log.warning("%s: step %r is recorded under its former name %r (a run folder of an older version); "
+                        "read as such", run.dir, step, name)
+        try:
+            return run.store.read("steps", iteration=iteration, step=name)["info"][0].as_py()
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
 
 
-def check(run: Run, iteration: int, step: str) -> tuple[dict | None, str]:
+def verify(run: Run, iteration: int, step: str) -> tuple[dict | None, str]:
     """(the step's facts, "") when it is finished and its outputs are intact, else (None, why)."""
     raw = _raw_record(run, iteration, step)
     if raw is None:
@@ -300,7 +312,7 @@ def check(run: Run, iteration: int, step: str) -> tuple[dict | None, str]:
         return None, "its outputs differ from the ones it recorded"
     for key, recorded in checked.get("depends", {}).items():
         it, name = key.split("/", 1)
-        if _input_digest(run, int(it), name) != recorded:
+        if _input_digest(run, int(it), step_name(name)) != recorded:
             return None, f"iteration {it} {name}, which it read from, has been redone with other outputs, or is missing"
     return info, ""
 
@@ -317,8 +329,8 @@ def _input_digest(run: Run, iteration: int, step: str) -> str | None:
 
 
 def done(run: Run, iteration: int, step: str) -> dict | None:
-    """The facts of a finished step (see `check`), or None: it has to be (re)done."""
-    info, why = check(run, iteration, step)
+    """The facts of a finished step (see `verify`), or None: it has to be (re)done."""
+    info, why = verify(run, iteration, step)
     if info is None and why != "no record":
         log.warning("iteration %d %s: %s; redoing it", iteration, step, why)
     return info
@@ -352,7 +364,7 @@ def shard_done(run: Run, iteration: int, shard: int) -> dict | None:
 
 def record(run: Run, iteration: int, step: str, t0: float, info: dict, seconds: float | None = None) -> dict:
     """Write the step's record (its facts and wall time; `seconds` when given, else since `t0`)
-    after its outputs, with what `check` compares: its outputs' digest and its inputs' outputs' digests."""
+    after its outputs, with what `verify` compares: its outputs' digest and its inputs' outputs' digests."""
     info = {**info, "seconds": round(time.perf_counter() - t0 if seconds is None else seconds, 2)}
     outputs = _outputs(run, iteration, step, info)
     if outputs is None:

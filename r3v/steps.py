@@ -1,20 +1,20 @@
 """The R3V loop's steps as plain functions over a run folder (Prefect tasks wrap these one to one).
 
-    prepare -> seed -> evaluate(0)
-    for k in 1..K:  sample(k) -> judge(k) -> build_sets(k) -> train(k) -> evaluate(k)
+    prepare -> warmup -> evaluate(0)
+    for k in 1..K:  rollout(k) -> judge(k) -> build_sets(k) -> train(k) -> evaluate(k)
     report
 
-sample(k) is made of shards (blocks of train questions): plan_shards(k) fixes the layout,
-sample_shard(k, j) samples one (the flow maps these over tasks), sample(k) records the step.
+rollout(k) is made of shards (blocks of train questions): plan_shards(k) fixes the layout,
+rollout_shard(k, j) samples one (the flow maps these over tasks), rollout(k) records the step.
 
 Each step takes the run folder and the iteration, reads its inputs from the store, writes its
 outputs atomically and returns a small dict of facts; a finished step returns its recorded facts
-at once. Model for iteration k's rollout: M_{k-1} (the seed model M_0 for k=1). Model trained at
+at once. Model for iteration k's rollout: M_{k-1} (M_0, the warm-up's model, for k=1). Model trained at
 iteration k: a fresh LoRA on M_0 (train.init=base, the authors' choice) or the continued adapter
 of k-1 (train.init=continue).
 
 Departures from the paper: the warm-up set is the embedded seed split's gold rationales instead
-of GPT-distilled ones; the seed stage fully fine-tunes the tiny model's projector and language
+of GPT-distilled ones; the warm-up fully fine-tunes the tiny model's projector and language
 model (random weights; its vision tower was pretrained at build time and stays frozen), the
 iterations train LoRA adapters as the paper does. By default an iteration trains on the
 self-generated sets alone; the authors' released code also puts the anchor data in every
@@ -49,7 +49,7 @@ def step(name: str, fresh: Callable[..., bool] | None = None):
     """Make `recipe` the step `name` of r3v/step_table.py, inside the ledger: open the run, return the
     recorded facts at once when the step is finished with its outputs and inputs intact (and, when
     given, `fresh(facts, *args)` says they answer this call), else run the recipe and record what it
-    returns, with what `check` compares. The recipe takes the open `Run` (and the iteration, for a
+    returns, with what `verify` compares. The recipe takes the open `Run` (and the iteration, for a
     step of an iteration) and returns its facts, or (facts, seconds spent elsewhere for it: the
     rollout's shards, which ran as tasks of their own), added to its own wall time."""
     per_iteration = "{iteration}" in STEPS[name].run_name
@@ -107,13 +107,13 @@ def prepare(run: Run) -> dict:
     return {"questions": counts, "skipped_bad_rows": skipped, "source_model": str(model_path)}
 
 
-@step("seed")
-def seed(run: Run, progress: Callable[[int, int], None] | None = None) -> dict:
+@step("warmup")
+def warmup(run: Run, progress: Callable[[int, int], None] | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0
     (r3v/train/stages.py; in train.processes processes when set)."""
     cfg = run.cfg
     seed_questions = run.questions("seed") if run.store.exists("questions", split="seed") else []
-    skip = not cfg.seed.enabled or not seed_questions
+    skip = not cfg.warmup.enabled or not seed_questions
     if skip and not cfg.model.prototype.enabled:
         return {"skipped": True, "base_model": run.meta["base_model"]}
     if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
@@ -125,12 +125,12 @@ def seed(run: Run, progress: Callable[[int, int], None] | None = None) -> dict:
         if not hasattr(model, prototype.NAME):
             prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
                               seed=cfg.run.seed)
-        out = save_model(model, load_processor(src), run.dir / "checkpoints" / "seed")
+        out = save_model(model, load_processor(src), run.dir / "checkpoints" / "warmup")
         run.update_meta(base_model=str(out))
         return {"skipped": True, "base_model": str(out)}
     from r3v.train.launch import run_stage
 
-    facts = run_stage(run, "seed", 0, progress)
+    facts = run_stage(run, "warmup", 0, progress)
     run.update_meta(base_model=facts["base_model"])
     return facts
 
@@ -151,10 +151,10 @@ def plan_shards(run_dir: str, iteration: int, shard_size: int | None = None) -> 
     return list(range(plans[str(iteration)]["shards"]))
 
 
-def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
+def rollout_shard(run_dir: str, iteration: int, shard: int) -> dict:
     """Sample N CoT rationales with M_{k-1} for the train questions of one shard ->
     rollouts/iteration=k/shard=j, then its record in shards/ (a finished shard returns at once)."""
-    run, finished, t0 = begin(run_dir, iteration, "sample")
+    run, finished, t0 = begin(run_dir, iteration, "rollout")
     if finished:
         return {"shard": shard, "done_before": True}
     rec = shard_done(run, iteration, shard)
@@ -205,8 +205,8 @@ def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
     return {"shard": shard, **facts, "done_before": False}
 
 
-@step("sample")
-def sample(run: Run, iteration: int) -> tuple[dict, float]:
+@step("rollout")
+def rollout(run: Run, iteration: int) -> tuple[dict, float]:
     """Sample N CoT rationales per train question with M_{k-1} -> rollouts/iteration=k/shard=*.
 
     Runs the shards that are not finished yet (the flow runs them as mapped tasks first, so here
@@ -214,7 +214,7 @@ def sample(run: Run, iteration: int) -> tuple[dict, float]:
     more than the elapsed time when shards ran in parallel)."""
     shards = plan_shards(str(run.dir), iteration)
     for j in shards:
-        sample_shard(str(run.dir), iteration, j)
+        rollout_shard(str(run.dir), iteration, j)
     recs = run.store.read("shards", iteration=iteration).to_pylist()
     if sorted(r["shard"] for r in recs) != shards:
         raise RuntimeError(f"iteration {iteration}: shard records {sorted(r['shard'] for r in recs)} do not match "

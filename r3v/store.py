@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from r3v.schema import TABLES
+from r3v.step_table import FORMER_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,8 @@ class Store:
                         broken.append(f"{f}: {e}")
                 if files and not broken:
                     paths = ", ".join(sql_literal(str(f)) for f in files)
-                    con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet([{paths}], "
-                                f"union_by_name = true, hive_partitioning = false)")
+                    con.execute(f"CREATE VIEW src_{table} AS SELECT * {_RENAMES.get(table, '')}FROM read_parquet("
+                                f"[{paths}], union_by_name = true, hive_partitioning = false)")
                 else:
                     con.register(f"_empty_{table}", schema.empty_table())
                     con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM _empty_{table}")
@@ -194,6 +195,11 @@ class Store:
 
 def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+_RENAMES = {"steps": "REPLACE (CASE step " + " ".join(
+    f"WHEN {sql_literal(old)} THEN {sql_literal(new)}" for old, new in FORMER_NAMES.items()) + " ELSE step END AS step) "}
+"""Step records of an older version's run folder are under the steps' former names: read as the names now."""
 
 
 _EXPLAIN = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*EXPLAIN(?:\s+ANALY[SZ]E)?\b", re.I | re.S)

@@ -69,7 +69,7 @@ def main() -> None:
         fid = re.search(r"\(([0-9a-f-]{36})\)", sub.stdout).group(1)
         run_dir = runs / "deploy-demo"
         say(f"r3v submit {ns.config}: flow run r3v-deploy-demo ({fid})")
-        _wait(lambda: (run_dir / "steps" / "iteration=0" / "step=seed").is_dir(), 1800, "the seed model")
+        _wait(lambda: (run_dir / "steps" / "iteration=0" / "step=warmup").is_dir(), 1800, "the seed model")
         say("seed model trained; losing the worker host")
         shot(f"{ui}/runs/flow-run/{fid}", out / "1-running.png")
         pid = json.loads((run_dir / ".lock").read_text())["pid"]

@@ -10,7 +10,18 @@ a step whose outputs went missing gets a new token and runs again whatever the c
 """
 
 from tasks.experiment import adopt, experiment_report, experiment_summary
-from tasks.steps import build_sets, evaluate, judge, prepare, report, sample, sample_shard, scale, seed, train
+from tasks.steps import (
+           build_sets,
+           evaluate,
+           judge,
+           prepare,
+           report,
+           rollout,
+           rollout_shard,
+           scale,
+           train,
+           warmup,
+)
 
-__all__ = ["prepare", "seed", "sample_shard", "sample", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
+__all__ = ["prepare", "warmup", "rollout_shard", "rollout", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
            "experiment_report", "experiment_summary"]

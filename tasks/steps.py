@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from r3v import steps
 from r3v.analysis import report as r3v_report
-from r3v.run import Run, check, run_meta, shard_done
+from r3v.run import Run, run_meta, shard_done, verify
 from r3v.step_table import SHARD_RUN_NAME, STEPS
 from r3v.store import atomic_write_text
 
@@ -47,17 +47,17 @@ def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
 
 def cache_key(step: str):
     """`r3v-<run id>-<config hash>-it<k>-<step>-shard<j|all>-<token>`. A step the store holds as
-    finished (r3v/run.py `check`: record, outputs and inputs intact) keeps the token its result was
+    finished (r3v/run.py `verify`: record, outputs and inputs intact) keeps the token its result was
     stored under, so a retry finds it Cached; a step that is not finished gets a new token, a key
     no stored result has, so Prefect runs it whatever its cache holds."""
     def key(_context, p: dict) -> str:
         run_dir, iteration = p["run_dir"], p.get("iteration", 0)
         meta = run_meta(run_dir)
         run = Run.open(run_dir)
-        if step == "sample_shard":
+        if step == "rollout_shard":
             finished = shard_done(run, iteration, p["shard"]) is not None
         else:
-            finished = check(run, iteration, step)[0] is not None
+            finished = verify(run, iteration, step)[0] is not None
         name = f"it{iteration}-{step}-shard{p.get('shard', 'all')}"
         return f"r3v-{meta['run_id']}-{meta['config_hash']}-{name}-{_attempt_token(run_dir, name, finished)}"
     return key
@@ -69,20 +69,20 @@ def _pattern(template: str) -> re.Pattern:
 
 
 _RUN_NAMES: dict[str, re.Pattern] = {
-    **{name: _pattern(spec.run_name) for name, spec in STEPS.items()}, "sample_shard": _pattern(SHARD_RUN_NAME)}
+    **{name: _pattern(spec.run_name) for name, spec in STEPS.items()}, "rollout_shard": _pattern(SHARD_RUN_NAME)}
 """step -> the pattern of its task runs' names (r3v/step_table.py)."""
 
 
 def step_task(step: str):
-    """A task for one step, named as r3v/step_table.py says (`train-it1`, `sample-it1-shard3`) and
+    """A task for one step, named as r3v/step_table.py says (`train-it1`, `rollout-it1-shard3`) and
     cached under cache_key(step)."""
-    run_name = SHARD_RUN_NAME if step == "sample_shard" else STEPS[step].run_name
+    run_name = SHARD_RUN_NAME if step == "rollout_shard" else STEPS[step].run_name
     return task(name=step, task_run_name=run_name, cache_key_fn=cache_key(step), persist_result=True)
 
 
 def finished_in_store(run_dir: str, task_run_name: str) -> bool:
     """Whether the store holds the work of the step task run named `task_run_name` (the names
-    step_task gives: `seed`, `train-it1`, `sample-it1-shard3`) as finished and intact. What a killed
+    step_task gives: `warmup`, `train-it1`, `rollout-it1-shard3`) as finished and intact. What a killed
     process's task runs are marked with: one can have written its result and been killed before it
     reported Completed. Any other name (report, scale, a name this module does not give): False."""
     found = next(((step, m) for step, pattern in _RUN_NAMES.items() if (m := pattern.fullmatch(task_run_name))), None)
@@ -92,9 +92,9 @@ def finished_in_store(run_dir: str, task_run_name: str) -> bool:
     keys = {k: int(v) for k, v in m.groupdict().items()}
     try:
         run = Run.open(run_dir)
-        if step == "sample_shard":
+        if step == "rollout_shard":
             return shard_done(run, keys["iteration"], keys["shard"]) is not None
-        return check(run, keys.get("iteration", 0), step)[0] is not None
+        return verify(run, keys.get("iteration", 0), step)[0] is not None
     except (OSError, ValueError):  # a run folder that cannot be opened: nothing there is finished
         return False
 
@@ -110,7 +110,7 @@ def artifact_key(run_dir: str, what: str) -> str:
     return f"r3v-{name}-{what}"
 
 
-class Progress:
+class ProgressCard:
     """The progress card of one step in the Prefect UI: a progress artifact keyed
     `r3v-<run>-<what>` (its title; e.g. `r3v-demo-train-it1`), made at the first update and
     updated at most every `every` seconds and at the end. Its id and last value are kept in
@@ -154,19 +154,19 @@ def prepare(run_dir: str) -> dict:
     return _log("prepare", steps.prepare(run_dir))
 
 
-@step_task("seed")
-def seed(run_dir: str) -> dict:
-    return _log("seed", steps.seed(run_dir, progress=Progress(run_dir, "seed", "Warm-up M_0 (optimizer steps)")))
+@step_task("warmup")
+def warmup(run_dir: str) -> dict:
+    return _log("warmup", steps.warmup(run_dir, progress=ProgressCard(run_dir, "warmup", "Warm-up M_0 (optimizer steps)")))
 
 
-@step_task("sample_shard")
-def sample_shard(run_dir: str, iteration: int, shard: int) -> dict:
-    return _log("sample_shard", steps.sample_shard(run_dir, iteration, shard))
+@step_task("rollout_shard")
+def rollout_shard(run_dir: str, iteration: int, shard: int) -> dict:
+    return _log("rollout_shard", steps.rollout_shard(run_dir, iteration, shard))
 
 
-@step_task("sample")
-def sample(run_dir: str, iteration: int) -> dict:
-    return _log("sample", steps.sample(run_dir, iteration))
+@step_task("rollout")
+def rollout(run_dir: str, iteration: int) -> dict:
+    return _log("rollout", steps.rollout(run_dir, iteration))
 
 
 @step_task("judge")
@@ -181,7 +181,7 @@ def build_sets(run_dir: str, iteration: int) -> dict:
 
 @step_task("train")
 def train(run_dir: str, iteration: int) -> dict:
-    progress = Progress(run_dir, f"train-it{iteration}", f"Training M_{iteration} (optimizer steps)")
+    progress = ProgressCard(run_dir, f"train-it{iteration}", f"Training M_{iteration} (optimizer steps)")
     return _log("train", steps.train(run_dir, iteration, progress=progress))
 
 

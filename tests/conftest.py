@@ -87,7 +87,7 @@ def processor(small_model):
 
 FLOW_OVERRIDES = [
     "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=12",
-    "seed.steps=100", "seed.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
+    "warmup.steps=100", "warmup.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
     "rollout.max_new_tokens=64",
 ]
 
@@ -155,7 +155,7 @@ def flow_run(tmp_path_factory, model_overrides, cache_dir, embedded_model, harne
     overrides = FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]
     with slot.locked() if not slot.ready() else contextlib.nullcontext():
         md = r3v_flow(overrides=overrides, run_name="it")
-        slot.keep(root / "it" / "checkpoints" / "seed")
+        slot.keep(root / "it" / "checkpoints" / "warmup")
     again = r3v_flow(overrides=overrides, run_name="it")  # every step finished: a no-op resume
     assert md == again and "| 1 |" in md
     return root / "it"
@@ -164,7 +164,7 @@ def flow_run(tmp_path_factory, model_overrides, cache_dir, embedded_model, harne
 @pytest.fixture(scope="session")
 def seed_model(request, tmp_path_factory, model_overrides, cache_dir, embedded_model) -> Path:
     """A trained M_0 (FLOW_OVERRIDES' warm-up of the slow tier's model) for every test that starts
-    after the seed stage: `model.source=<it>`, `seed.enabled=false`. Made once for CI's two lanes
+    after the seed stage: `model.source=<it>`, `warmup.enabled=false`. Made once for CI's two lanes
     (`SeedModelSlot`): a session that runs `flow_run` takes that run's; one that does not (the
     vLLM lane) waits for the other lane's, or runs the seed stage alone if none is being made. (A
     test that compares against a run trained in its own environment takes `flow_run`'s M_0
@@ -182,8 +182,8 @@ def seed_model(request, tmp_path_factory, model_overrides, cache_dir, embedded_m
             root = tmp_path_factory.mktemp("seed-model")
             run_dir = init_run(load_config(None, FLOW_OVERRIDES + model_overrides + [f"run.root={root}"]))
             steps.prepare(str(run_dir))
-            steps.seed(str(run_dir))
-            slot.keep(run_dir / "checkpoints" / "seed")
+            steps.warmup(str(run_dir))
+            slot.keep(run_dir / "checkpoints" / "warmup")
     return slot.path
 
 

@@ -25,7 +25,7 @@ from r3v.embedded.model.architectures import ARCHITECTURES, build_tiny
 FULL_FLOW = ("idefics3", "qwen2_5_vl")  # one per lane (which lane runs which: torchvision)
 OVERRIDES = [
     "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=32", "data.embedded.n_test=12",
-    "seed.steps=400", "seed.batch_size=16", "seed.lr=3e-3", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
+    "warmup.steps=400", "warmup.batch_size=16", "warmup.lr=3e-3", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
     "rollout.max_new_tokens=48", "eval.n=2",
 ]
 Q = generate("seed", 1, EmbeddedBenchConfig())[0]

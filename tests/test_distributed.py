@@ -1,7 +1,7 @@
 """Training at scale, proved on this CPU with real processes: 2 data-parallel processes (torchrun,
 gloo) train the adapter a single process trains; a killed rank fails the step with a clear error
 and the retry resumes from the last mid-training checkpoint; a SIGKILLed single-process training
-(the seed stage and an iteration's LoRA) resumes from its checkpoint, to the same bits."""
+(the warm-up and an iteration's LoRA) resumes from its checkpoint, to the same bits."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from r3v.run import init_run
 pytestmark = pytest.mark.slow
 
 OVERRIDES = ["run.iterations=1", "data.embedded.n_seed=48", "data.embedded.n_train=32", "data.embedded.n_test=4",
-             "seed.steps=12", "seed.batch_size=8", "seed.warmup_steps=2", "train.max_steps=10", "train.batch_size=4",
+             "warmup.steps=12", "warmup.batch_size=8", "warmup.warmup_steps=2", "train.max_steps=10", "train.batch_size=4",
              "train.grad_accum=2", "train.lora_dropout=0.0", "train.save_every=2", "run.torch_threads=2"]
 
 
@@ -158,13 +158,13 @@ def test_sigkilled_lora_training_resumes_to_the_same_bits(single, tmp_path, mode
     assert not (Path(run_dir) / "train_state" / "iteration=1" / "checkpoint").exists()  # dropped when done
 
 
-def test_sigkilled_seed_stage_resumes_to_the_same_bits(tmp_path, model_overrides, embedded_model):
+def test_sigkilled_warmup_resumes_to_the_same_bits(tmp_path, model_overrides, embedded_model):
     ref, run_dir = (_run(tmp_path, name, model_overrides) for name in ("seed-ref", "seed-killed"))
-    steps.seed(ref)
-    _kill_mid_training(run_dir, "seed", "seed")
-    facts = steps.seed(run_dir)
+    steps.warmup(ref)
+    _kill_mid_training(run_dir, "warmup", "warmup")
+    facts = steps.warmup(run_dir)
     assert 0 < facts["resumed_from_step"] < 12
     log = _train_log(run_dir, 0)
     assert [r["step"] for r in log] == list(range(12)) and log[0]["attempt"] == 0 and log[-1]["attempt"] == 1
-    a, b = (load_file(str(Path(d) / "checkpoints" / "seed" / "model.safetensors")) for d in (ref, run_dir))
+    a, b = (load_file(str(Path(d) / "checkpoints" / "warmup" / "model.safetensors")) for d in (ref, run_dir))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -15,7 +15,7 @@ def quick_overrides(model_overrides, seed_model):
     warm-up (53 s) whose quality the arms' refine and select sets need."""
     from r3v.analysis.experiment import QUICK_OVERRIDES
 
-    return QUICK_OVERRIDES + model_overrides + [f"model.source={seed_model}", "seed.steps=4", "seed.lr=1e-5"]
+    return QUICK_OVERRIDES + model_overrides + [f"model.source={seed_model}", "warmup.steps=4", "warmup.lr=1e-5"]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_arms_share_the_seed_model_and_first_rollouts(exp_dir):
 
     arms = {a: exp_dir / "arms" / a for a in ARMS}
     assert all((d / "config.yaml").exists() for d in arms.values())
-    assert [a for a, d in arms.items() if (d / "checkpoints" / "seed").exists()] == ["seed"]  # M_0 trained once
+    assert [a for a, d in arms.items() if (d / "checkpoints" / "warmup").exists()] == ["seed"]  # M_0 trained once
     base = Run.open(arms["seed"]).meta["base_model"]
     assert {Run.open(d).meta["base_model"] for d in arms.values()} == {base}
     first = q(arms["star"], "SELECT sample_id, rationale, correct FROM samples ORDER BY sample_id")

@@ -74,7 +74,7 @@ def test_r3v_sql_cli(run_dir):
                              "--format", "csv"], capture_output=True, text=True, check=True)
     rows = list(csv.DictReader(io.StringIO(nested.stdout)))  # map/list columns come out as JSON text
     assert [r["iteration"] for r in rows] == ["0", "1"]
-    assert json.loads(rows[1]["seconds_by_step"])["sample"] > 0
+    assert json.loads(rows[1]["seconds_by_step"])["rollout"] > 0
     bad = subprocess.run([sys.executable, "-m", "r3v.cli", "sql", str(run_dir), "DROP VIEW samples"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "only queries" in bad.stderr
@@ -107,8 +107,8 @@ def test_two_iterations_continue_from_previous_adapter(run_dir, tmp_path, model_
     from r3v.store import Store
 
     overrides = OVERRIDES + model_overrides + [f"run.root={tmp_path}", "run.iterations=2",
-                             "train.init=continue", "seed.enabled=false", "eval.evaluate_seed=false",
-                             f"model.source={run_dir / 'checkpoints' / 'seed'}"]
+                             "train.init=continue", "warmup.enabled=false", "eval.evaluate_m0=false",
+                             f"model.source={run_dir / 'checkpoints' / 'warmup'}"]
     r3v_flow(overrides=overrides, run_name="cont")
     store = Store(tmp_path / "cont")
     q = lambda sql: store.query(sql).to_pylist()  # noqa: E731
@@ -144,13 +144,13 @@ def test_the_crash_hook_ends_the_killed_attempts_task_runs_as_the_store_says(run
     with get_client(sync_client=True) as client:
         fr = client.create_flow_run(r3v_flow, parameters=params)
         made = {name: client.create_task_run(train, fr.id, dynamic_key=name, name=name, state=Running()).id
-                for name in ("train-it1", "sample-it1-shard0", "train-it2", "sample-it2-shard0", "report")}
+                for name in ("train-it1", "rollout-it1-shard0", "train-it2", "rollout-it2-shard0", "report")}
         _explain_crash(r3v_flow, client.read_flow_run(fr.id),
                        Crashed(message="Flow run infrastructure exited with non-zero status code -9."))
         states = {name: client.read_task_run(i).state for name, i in made.items()}
         flow_state = client.read_flow_run(fr.id).state
     assert {n: s.name for n, s in states.items()} == {
-        "train-it1": "Completed", "sample-it1-shard0": "Completed",  # finished in the store
-        "train-it2": "Crashed", "sample-it2-shard0": "Crashed", "report": "Crashed"}
+        "train-it1": "Completed", "rollout-it1-shard0": "Completed",  # finished in the store
+        "train-it2": "Crashed", "rollout-it2-shard0": "Crashed", "report": "Crashed"}
     assert "in the run's store" in states["train-it1"].message and "Retry resumes it" in states["report"].message
     assert flow_state.name == "Crashed" and flow_state.message.startswith("The flow's process was killed by SIGKILL")

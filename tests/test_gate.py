@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from r3v.analysis.gate import check, failures, gate_rows
+from r3v.analysis.gate import failures, gate_rows, step_facts
 from r3v.judge import reasoning_before_answer
 from r3v.rationale import is_rationale
 
@@ -36,7 +36,7 @@ CASES = [  # (meta, text, listing exact, (look-ups right, of), (equations right,
 
 @pytest.mark.parametrize("meta,text,listing,lookups,arithmetic", CASES)
 def test_each_step_is_checked_on_its_own(meta, text, listing, lookups, arithmetic):
-    c = check(text, meta)
+    c = step_facts(text, meta)
     assert c["listing"] is listing
     assert (c["lookups_right"], c["lookups"]) == lookups
     assert (c["arithmetic_right"], c["equations"]) == arithmetic

@@ -344,10 +344,10 @@ def test_changed_config_after_prepare_only_outside_what_prepare_read(tmp_path):
     base = [f"run.root={tmp_path}", "run.name=r"]
     run_dir = init_run(load_config(None, base))
     _finish(run_dir, "prepare")
-    init_run(load_config(None, base + ["seed.lr=3e-3"]))  # the seed stage has not run: taken
-    assert Run.open(run_dir).cfg.seed.lr == 3e-3
+    init_run(load_config(None, base + ["warmup.lr=3e-3"]))  # the seed stage has not run: taken
+    assert Run.open(run_dir).cfg.warmup.lr == 3e-3
     with pytest.raises(RunConfigMismatch, match=r"data.embedded.n_train: 800 -> 801.*0/prepare"):
-        init_run(load_config(None, base + ["seed.lr=3e-3", "data.embedded.n_train=801"]))
+        init_run(load_config(None, base + ["warmup.lr=3e-3", "data.embedded.n_train=801"]))
 
 
 def test_changed_config_refused_once_a_result_depends_on_it(tmp_path):
@@ -357,7 +357,7 @@ def test_changed_config_refused_once_a_result_depends_on_it(tmp_path):
     base = [f"run.root={tmp_path}", "run.name=r"]
     run_dir = init_run(load_config(None, base))
     _finish(run_dir, "prepare")
-    _finish(run_dir, "seed")
+    _finish(run_dir, "warmup")
     with pytest.raises(RunConfigMismatch, match=r"train.lr: 0.001 -> 0.0001"):
         init_run(load_config(None, base + ["train.lr=1e-4"]))
     init_run(load_config(None, base + ["run.torch_threads=1", "orchestration.shard_size=3"]))  # execution keys: fine
@@ -369,9 +369,9 @@ def test_changed_config_refused_with_a_half_done_training(tmp_path):
 
     base = [f"run.root={tmp_path}", "run.name=r"]
     run_dir = init_run(load_config(None, base))
-    (run_dir / "train_state" / "seed").mkdir(parents=True)
+    (run_dir / "train_state" / "warmup").mkdir(parents=True)
     with pytest.raises(RunConfigMismatch, match="train_state"):
-        init_run(load_config(None, base + ["seed.lr=3e-3"]))
+        init_run(load_config(None, base + ["warmup.lr=3e-3"]))
 
 
 # -- bad records: named (file, row or line, id, reason), skippable with skip_bad_rows -----------------------

@@ -64,7 +64,7 @@ def test_judge_text_unparsed_rationale_is_wrong():
 
 from pathlib import Path  # noqa: E402
 
-from r3v.analysis.judge_check import check, load_cases, question_of  # noqa: E402
+from r3v.analysis.judge_check import agreement, load_cases, question_of  # noqa: E402
 
 CASES = load_cases(Path(__file__).parent / "data" / "judge_cases.jsonl")
 
@@ -78,7 +78,7 @@ def test_labelled_case(case):
 
 
 def test_corpus_covers_every_benchmark_and_agrees():
-    result = check(CASES)
+    result = agreement(CASES)
     assert len(CASES) >= 250
     assert {"tabmwp", "chartqa", "clevr_math", "geoqa", "m3cot", "generic"} <= set(result)
     for name, row in result.items():

@@ -31,10 +31,10 @@ def test_every_term_has_its_weight_key_columns_and_log_keys():
 def test_weights_by_stage_and_switch():
     cfg = load_config(None, ["train.lambda_ref=0.5", "train.lambda_sel=0.25"])
     assert objective.weights(cfg, "train") == {"sft": 1.0, "refine": 0.5, "select": 0.25, "sq": 0.0}
-    assert objective.weights(cfg, "seed") == {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": 0.0}
+    assert objective.weights(cfg, "warmup") == {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": 0.0}
     sq = load_config(None, ["sq.enabled=true", "sq.lambda_sq=0.3", "train.lambda_sft=2.0"])
     assert objective.weights(sq, "train") == {"sft": 2.0, "refine": 1.0, "select": 1.0, "sq": 0.3}
-    assert objective.weights(sq, "seed") == {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": 0.3}
+    assert objective.weights(sq, "warmup") == {"sft": 1.0, "refine": 0.0, "select": 0.0, "sq": 0.3}
     star = load_config(None, ["train.lambda_ref=0", "train.lambda_sel=0"])
     assert [k for k, w in objective.weights(star, "train").items() if w > 0] == ["sft"]
     with pytest.raises(ValueError, match="stage"):

@@ -94,10 +94,10 @@ def test_cache_keys_name_run_config_iteration_step_and_shard(tmp_path):
 
     run_dir = _run_with_questions(tmp_path, 2)
     meta = run_meta(run_dir)
-    key = cache_key("sample_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5})
-    assert re.fullmatch(rf"r3v-{meta['run_id']}-{meta['config_hash']}-it2-sample_shard-shard5-[0-9a-f]{{12}}", key)
+    key = cache_key("rollout_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5})
+    assert re.fullmatch(rf"r3v-{meta['run_id']}-{meta['config_hash']}-it2-rollout_shard-shard5-[0-9a-f]{{12}}", key)
     # a step that is still not finished when asked again (killed, or never ran) gets a new key
-    assert cache_key("sample_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5}) != key
+    assert cache_key("rollout_shard")(None, {"run_dir": run_dir, "iteration": 2, "shard": 5}) != key
     issued = cache_key("prepare")(None, {"run_dir": run_dir})
     assert "-it0-prepare-shardall-" in issued
     # once finished, the key its result was stored under stays: a retry finds it Cached
@@ -124,8 +124,8 @@ def test_a_killed_task_run_is_finished_where_the_store_says_so(tmp_path):
     record(Run.open(run_dir), 0, "prepare", 0.0, {"questions": 2})
     assert finished_in_store(run_dir, "prepare")
     # the names step_task gives, parsed to the record they stand for
-    assert not finished_in_store(run_dir, "seed") and not finished_in_store(run_dir, "train-it1")
-    assert not finished_in_store(run_dir, "sample-it1-shard0")  # no shard record
+    assert not finished_in_store(run_dir, "warmup") and not finished_in_store(run_dir, "train-it1")
+    assert not finished_in_store(run_dir, "rollout-it1-shard0")  # no shard record
     # names of tasks with no record in the store, or not of this module's steps
     for name in ("report", "scale-it1", "prepare-shard0", "train-it1-shard0", "adopt-x", "prepare-it0x"):
         assert not finished_in_store(run_dir, name), name

@@ -87,13 +87,13 @@ def test_bootstrapping_with_chains(tmp_path, model_overrides, seed_model):
 
     cfg = load_config(None, [
         *model_overrides, f"run.root={tmp_path}", "run.name=qar", "run.iterations=1",
-        "data.embedded.n_seed=0", "data.embedded.n_train=24", "data.embedded.n_test=6", "seed.enabled=false",
+        "data.embedded.n_seed=0", "data.embedded.n_train=24", "data.embedded.n_test=6", "warmup.enabled=false",
         f"model.source={seed_model}", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
         "rollout.max_new_tokens=48", "rollout.n=2", "qar.rollout_n=2", "eval.n=2", "eval.strategy=both"])
     run_dir = str(init_run(cfg))
     steps.prepare(run_dir)
-    steps.seed(run_dir)
-    for step in (steps.sample, steps.judge, steps.build_sets, steps.train, steps.evaluate):
+    steps.warmup(run_dir)
+    for step in (steps.rollout, steps.judge, steps.build_sets, steps.train, steps.evaluate):
         step(run_dir, 1)
     store = Store(run_dir)
     q = lambda sql: store.query(sql).to_pylist()  # noqa: E731

@@ -67,7 +67,7 @@ def test_deleted_shard_redoes_the_iteration_from_its_rollout(flow_run, model_ove
     redone, counts, after = _resume(flow_run, model_overrides, tmp_path, damage)
     # the shard is resampled (same seeds: the same texts, new timings), so the pool is judged and
     # the sets rebuilt; the sets come out the same, so the adapter trained on them is kept
-    assert redone == {"1/shard0", "1/sample", "1/judge", "1/build_sets"}
+    assert redone == {"1/shard0", "1/rollout", "1/judge", "1/build_sets"}
     assert after == counts
 
 
@@ -103,13 +103,66 @@ def test_redone_step_with_other_outputs_redoes_its_dependents(flow_run, model_ov
     run_dir = tmp_path / "runs" / "it"
     facts = json.loads(Store(run_dir).read("steps", iteration=1, step="train")["info"][0].as_py())
     facts["check"]["depends"]["1/build_sets"] = "0" * 16  # as if train had read other sets
-    from r3v.run import Run, check
+    from r3v.run import Run, verify
 
     Store(run_dir).write("steps", Store(run_dir).read("steps", iteration=1, step="train")
                          .drop_columns(["iteration", "step"]).set_column(2, "info", pa.array([json.dumps(facts)])),
                          iteration=1, step="train")
-    assert check(Run.open(run_dir), 1, "train")[0] is None
+    assert verify(Run.open(run_dir), 1, "train")[0] is None
 
 
 def _check(run_dir, iteration, step):
     return json.loads(Store(run_dir).read("steps", iteration=iteration, step=step)["info"][0].as_py())["check"]
+
+
+def _as_previous_version(run_dir) -> None:
+    """Turn a run folder into what the version before the renames wrote: the warm-up and the rollout
+    recorded as `seed` and `sample` (partitions, their `step` column, the names in every record's
+    inputs), M_0 in checkpoints/seed, and a config.yaml with the `seed:` section and the old keys."""
+    import yaml
+
+    from r3v.step_table import STEPS
+
+    store = Store(run_dir)
+    for name, spec in STEPS.items():
+        for part in sorted((run_dir / "steps").glob(f"iteration=*/step={name}")):
+            it = int(part.parent.name.split("=")[1])
+            rec = store.read("steps", iteration=it, step=name)
+            shutil.rmtree(part)
+            store.write("steps", rec.drop_columns(["iteration", "step"]), iteration=it, step=spec.formerly or name)
+    renamed = {f"{it}/{new}": f"{it}/{spec.formerly}" for new, spec in STEPS.items() if spec.formerly for it in (0, 1)}
+    for part in sorted((run_dir / "steps").glob("iteration=*/step=*")):
+        it, name = int(part.parent.name.split("=")[1]), part.name.split("=")[1]
+        rec = store.read("steps", iteration=it, step=name)
+        info = json.loads(rec["info"][0].as_py())
+        info["check"]["depends"] = {renamed.get(k, k): v for k, v in info["check"]["depends"].items()}
+        store.write("steps", rec.drop_columns(["iteration", "step"]).set_column(
+            2, "info", pa.array([json.dumps(info)])), iteration=it, step=name)
+    if (run_dir / "checkpoints" / "warmup").is_dir():
+        (run_dir / "checkpoints" / "warmup").rename(run_dir / "checkpoints" / "seed")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg["seed"] = cfg.pop("warmup")
+    cfg["sq"]["seed_stage"] = cfg["sq"].pop("warmup")
+    cfg["eval"]["evaluate_seed"] = cfg["eval"].pop("evaluate_m0")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def test_run_folder_of_the_previous_version_resumes_with_nothing_redone(flow_run, model_overrides, tmp_path, harness,
+                                                                         caplog):
+    """Issue 34: steps and config keys renamed (`seed` -> `warmup`, `sample` -> `rollout`), a run made
+    before resumes as it is: every step is found finished under its former name, nothing is redone, and
+    the views show the names now."""
+    redone, counts, after = _resume(flow_run, model_overrides, tmp_path, _as_previous_version)
+    assert redone == set() and after == counts
+    run_dir = tmp_path / "runs" / "it"
+    assert (run_dir / "steps" / "iteration=0" / "step=seed").is_dir()  # left as it was
+    assert (run_dir / "steps" / "iteration=1" / "step=sample").is_dir()
+    seconds = json.loads(Store(run_dir).query("SELECT seconds_by_step FROM metrics WHERE iteration = 1")
+                         ["seconds_by_step"][0].as_py())
+    assert "rollout" in seconds and "sample" not in seconds
+    from r3v.run import Run, done
+
+    assert done(Run.open(run_dir), 1, "rollout")["samples"] > 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("recorded under its former name 'sample'" in m for m in warned), warned
+    assert any("config key 'seed' is now called 'warmup'" in m for m in warned), warned

@@ -148,13 +148,13 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, model_overrid
     cfg = load_config(None, [
         *model_overrides, f"run.root={tmp_path}", "run.name=sq", "run.iterations=1",
         "data.embedded.n_seed=120", "data.embedded.n_train=24", "data.embedded.n_test=6",
-        "data.embedded.questions_per_image=3", "seed.steps=16", "seed.batch_size=16", "train.epochs=1",
+        "data.embedded.questions_per_image=3", "warmup.steps=16", "warmup.batch_size=16", "train.epochs=1",
         "train.batch_size=8", "train.grad_accum=1", "rollout.max_new_tokens=48", "sq.enabled=true",
         "model.prototype.enabled=true", "model.prototype.clusters=16"])
     run_dir = str(init_run(cfg))
-    for step in (steps.prepare, steps.seed):
+    for step in (steps.prepare, steps.warmup):
         step(run_dir)
-    for step in (steps.sample, steps.judge, steps.build_sets):
+    for step in (steps.rollout, steps.judge, steps.build_sets):
         step(run_dir, 1)
     sizes = steps.build_sets(run_dir, 1)
     store = Store(run_dir)
@@ -172,7 +172,7 @@ def test_loop_with_self_questioning_trains_l_sq_and_asks(tmp_path, model_overrid
 
     from r3v.prototype import WEIGHTS_FILE
 
-    assert (tmp_path / "sq" / "checkpoints" / "seed" / WEIGHTS_FILE).exists()
+    assert (tmp_path / "sq" / "checkpoints" / "warmup" / WEIGHTS_FILE).exists()
     with safe_open(str(tmp_path / "sq" / "checkpoints" / "iteration=1" / "adapter_model.safetensors"), "pt") as f:
         assert any("prototype_extractor" in k and "gate" in k for k in f.keys())
     log = q("SELECT iteration, sum(tokens_sq) AS sq, count(loss_sq) AS n FROM src_train_log GROUP BY 1 ORDER BY 1")

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 OVERRIDES = [
     "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=48",
-    "data.embedded.n_test=12", "seed.steps=100", "seed.batch_size=16", "train.max_steps=40", "train.batch_size=8",
+    "data.embedded.n_test=12", "warmup.steps=100", "warmup.batch_size=16", "train.max_steps=40", "train.batch_size=8",
     "train.grad_accum=1", "rollout.max_new_tokens=64", "orchestration.shard_size=4",  # 12 shards of 4 questions
 ]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -212,7 +212,7 @@ def reference(server, runs, flow_run):
     for bit."""
     root, overrides = runs
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=reference",
-                     f"model.source={flow_run / 'checkpoints' / 'seed'}", "seed.enabled=false")
+                     f"model.source={flow_run / 'checkpoints' / 'warmup'}", "warmup.enabled=false")
     assert "| 1 |" in out.stdout
     return root / "reference"
 
@@ -268,7 +268,7 @@ def crashed(server, runs, reference):
             pass
     second = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=crashed", check=False)
     assert second.returncode == 2 and "one writer" in second.stderr, second.stdout + second.stderr
-    assert not (run_dir / "steps" / "iteration=0" / "step=seed").exists(), "checked too late: M_0 was done"
+    assert not (run_dir / "steps" / "iteration=0" / "step=warmup").exists(), "checked too late: M_0 was done"
 
     # 1. SIGKILL once the first rollout shard is written (the flow is then inside the rollout)
     shards_dir = run_dir / "shards" / "iteration=1"
@@ -279,7 +279,7 @@ def crashed(server, runs, reference):
 
     facts["shards_before"] = {r["shard"]: r for r in Store(run_dir).read("shards", iteration=1).to_pylist()}
     assert 0 < len(facts["shards_before"]) < 12, "the kill did not land inside the rollout"
-    assert not (run_dir / "steps" / "iteration=1" / "step=sample").exists()
+    assert not (run_dir / "steps" / "iteration=1" / "step=rollout").exists()
 
     # 2. retry; while training M_1, the worker host is lost: the worker's process group and the flow's
     # process SIGKILLed at once, nothing left to report. The server crashes the run by itself when its
@@ -368,7 +368,7 @@ def test_retries_show_finished_tasks_as_cached(crashed):
     # Crashed, then Cached (or, where the kill also beat Prefect's write of its result, Completed
     # at once from the store by the first retry); the others Completed by the first retry alone
     for j in range(12):
-        states = by_name[f"sample-it1-shard{j}"]
+        states = by_name[f"rollout-it1-shard{j}"]
         assert "Cached" in states, (j, states)
         if j in crashed["shards_before"]:
             assert "Completed" in states and "Crashed" not in states, (j, states)
@@ -379,8 +379,8 @@ def test_retries_show_finished_tasks_as_cached(crashed):
         if tr["state"] and tr["state"]["name"] == "Completed" and tr["start_time"]:
             t = datetime.fromisoformat(tr["start_time"]).timestamp()
             started[tr["name"]] = min(t, started.get(tr["name"], t))
-    assert all(started[f"sample-it1-shard{j}"] < crashed["kill_rollout_at"] for j in crashed["shards_before"]), started
-    assert by_name["seed"].count("Completed") == 1 and by_name["seed"].count("Cached") == 2
+    assert all(started[f"rollout-it1-shard{j}"] < crashed["kill_rollout_at"] for j in crashed["shards_before"]), started
+    assert by_name["warmup"].count("Completed") == 1 and by_name["warmup"].count("Cached") == 2
     assert by_name["train-it1"].count("Completed") == 1  # the killed attempt never completed it
     # the task runs a killed process was running are marked Crashed (by the flow's hook when its worker
     # lives, by the retried attempt when the worker died with it), not left Running
@@ -394,7 +394,7 @@ def test_dask_runner_runs_the_shards_on_two_workers(server, runs, reference, flo
     # the reference's
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=dask",
                      "orchestration.task_runner=dask", "orchestration.workers=2", "run.torch_threads=1",
-                     "seed.enabled=false", "eval.evaluate_seed=false", f"model.source={flow_run / 'checkpoints' / 'seed'}",
+                     "warmup.enabled=false", "eval.evaluate_m0=false", f"model.source={flow_run / 'checkpoints' / 'warmup'}",
                      "train.max_steps=2")  # what follows the rollout is not compared: the least of it
     assert "| 1 |" in out.stdout
     assert _rows(root / "dask", SAMPLES) == _rows(reference, SAMPLES)
@@ -468,7 +468,7 @@ def test_prefect_deploy_to_a_process_pool_runs_the_flow(server, runs):
     server.start([str(BIN / "prefect"), "worker", "start", "--pool", "r3v-process"], "pool-worker")
     # a run with no iteration and no warm-up: prepare and report, through the pool
     params = json.dumps({"overrides": [*overrides, f"run.root={root}", "run.iterations=0",
-                                       "seed.enabled=false", "eval.evaluate_seed=false"], "run_name": "pooled"})
+                                       "warmup.enabled=false", "eval.evaluate_m0=false"], "run_name": "pooled"})
     out = server.cli("prefect", "deployment", "run", "r3v/iterate-process", "--params", params)
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1)
     _wait(lambda: server.state(flow_run_id) in TERMINAL, 300, "the pooled flow run", 0.5)

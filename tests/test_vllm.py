@@ -46,9 +46,9 @@ def vllm_run(tmp_path_factory, model_overrides, seed_model, harness):
     root = tmp_path_factory.mktemp("runs")
     overrides = [
         "run.iterations=1", "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=12",
-        "seed.steps=100", "seed.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
+        "warmup.steps=100", "warmup.batch_size=16", "train.epochs=1", "train.batch_size=8", "train.grad_accum=1",
         "rollout.max_new_tokens=48", "rollout.backend=vllm", f"run.root={root}", *model_overrides,
-        f"model.source={seed_model}", "seed.enabled=false",
+        f"model.source={seed_model}", "warmup.enabled=false",
         *(f"rollout.vllm.{k}={v}" for k, v in ENGINE.items()),
     ]
     loads = vb.LOADS

@@ -43,7 +43,7 @@ def test_wheel_install_runs_the_smoke_config(tmp_path, model_overrides, seed_mod
     assert where[0].startswith(str(site)) and Path(where[1]).is_dir(), where
     assert {p.name for p in Path(where[1]).glob("*.sql")} >= {"samples.sql", "select_sets.sql", "metrics.sql"}
     out = _run([str(venv / "bin" / "r3v"), "run", str(ROOT / "configs" / "smoke.yaml"), f"run.root={tmp_path / 'runs'}",
-                *model_overrides, f"model.source={seed_model}", "seed.enabled=false"], cwd=tmp_path, env=env).stdout
+                *model_overrides, f"model.source={seed_model}", "warmup.enabled=false"], cwd=tmp_path, env=env).stdout
     assert "| 1 |" in out
     meta = json.loads((tmp_path / "runs" / "smoke" / "run.json").read_text())
     assert Path(meta["source_model"]) == Path(seed_model).resolve()

@@ -34,7 +34,7 @@ from r3v.analysis.report import markdown_table
 from r3v.config import Config
 from r3v.objective import TERMS
 from r3v.run import Run, done
-from r3v.step_table import SCALING_NS
+from r3v.step_table import SCALING_NS, STEPS
 from r3v.store import Store, atomic_dir
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ ARMS: dict[str, list[str]] = {  # arm -> config overrides on top of the experime
     # must not beat the seed model; if it does, the loop learns from something besides the judge.
     "r3v-canary": ["judge.shuffle_labels=true"],
     # Self-questioning (issue 6). They share the seed arm's M_0, so L_SQ is trained in the iterations
-    # only (sq.seed_stage has no effect on an adopted M_0), and the prototype extractor starts at
+    # only (sq.warmup has no effect on an adopted M_0), and the prototype extractor starts at
     # gate 0 on M_0 in each iteration's adapter. They need several questions per image
     # (data.embedded.questions_per_image > 1) in the experiment's config, for every arm.
     "r3v-sq": ["sq.enabled=true"],
@@ -71,8 +71,8 @@ DEFAULT_ARMS = (SEED_ARM, "star", "r3v", "r3v-no-refine", "r3v-no-select", "r3v-
 DEFAULT_NS = SCALING_NS
 
 QUICK_OVERRIDES = [  # `r3v experiment --quick`: every arm and report on tiny sizes, to prove the machinery
-    "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=15", "seed.steps=100",
-    "seed.batch_size=16", "train.max_steps=3", "train.batch_size=8", "train.grad_accum=1",
+    "data.embedded.n_seed=200", "data.embedded.n_train=24", "data.embedded.n_test=15", "warmup.steps=100",
+    "warmup.batch_size=16", "train.max_steps=3", "train.batch_size=8", "train.grad_accum=1",
     "rollout.max_new_tokens=64", "eval.n=2",
 ]
 QUICK = {"iterations": 1, "seeds": [0], "ns": [1, 2]}
@@ -82,8 +82,8 @@ It measures nothing: 100 seed steps and 3 training steps teach the tiny model li
 # What an arm adopts: (table, partition keys); seed-arm parts first, then iteration-1 rollouts.
 SEED_PARTS = [("questions", {}), ("train_log", {"iteration": 0}), ("eval", {"iteration": 0}),
               ("eval_metrics", {"iteration": 0})] + [
-    ("steps", {"iteration": 0, "step": s}) for s in ("prepare", "seed", "evaluate")]
-ROLLOUT_PARTS = [("rollouts", {"iteration": 1}), ("steps", {"iteration": 1, "step": "sample"})]
+    ("steps", {"iteration": 0, "step": s}) for s in ("prepare", "warmup", "evaluate")]
+ROLLOUT_PARTS = [("rollouts", {"iteration": 1}), ("steps", {"iteration": 1, "step": "rollout"})]
 JUDGED_PARTS = [("samples", {"iteration": 1}), ("steps", {"iteration": 1, "step": "judge"})]
 
 
@@ -101,6 +101,9 @@ def arm_overrides(exp_dir: Path, arm: str, iterations: int) -> list[str]:
 
 def _copy_partition(src: Store, dst: Store, table: str, keys: dict) -> None:
     source = src.partition(table, **keys)
+    if table == "steps" and not source.is_dir() and STEPS[keys["step"]].formerly:  # a donor of an older version
+        keys = {**keys, "step": STEPS[keys["step"]].formerly}
+        source = src.partition(table, **keys)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: nothing to adopt (has the donor run finished that step?)")
     with atomic_dir(dst.partition(table, **keys)) as tmp:
@@ -111,13 +114,13 @@ def adopt(arm_dir: str | Path, seed_dir: str | Path, donor_dir: str | Path | Non
     """Give the arm at `arm_dir` the seed arm's M_0 and iteration 0, and (when `donor_dir` has
     them) the donor's iteration-1 rollouts. Parts the arm already has are left alone."""
     arm, seed = Run.open(arm_dir), Run.open(seed_dir)
-    if done(arm, 0, "seed") is None:  # the meta first, the step records last: a crash in between re-adopts
+    if done(arm, 0, "warmup") is None:  # the meta first, the step records last: a crash in between re-adopts
         arm.update_meta(source_model=seed.meta["source_model"], base_model=seed.meta["base_model"],
                         adopted_seed_from=str(Path(seed_dir).resolve()))
         for table, keys in SEED_PARTS:
             _copy_partition(seed.store, arm.store, table, keys)
     adopted_rollouts = False
-    if donor_dir is not None and done(arm, 1, "sample") is None:
+    if donor_dir is not None and done(arm, 1, "rollout") is None:
         donor = Run.open(donor_dir)
         same = (donor.meta.get("base_model") == arm.meta["base_model"] and donor.cfg.rollout == arm.cfg.rollout
                 and donor.cfg.run.seed == arm.cfg.run.seed and donor.cfg.data == arm.cfg.data

@@ -56,7 +56,7 @@ def own_values(items: list[str], family: str) -> dict[str, int]:
     return out
 
 
-def check(text: str, meta: dict) -> dict:
+def step_facts(text: str, meta: dict) -> dict:
     """Per-step facts of one rationale: listing exact (bool or None: no listing), look-ups and
     equations (counts right of written)."""
     family = meta["family"]
@@ -89,7 +89,7 @@ def gate_rows(records: Iterable[dict]) -> list[dict]:
         meta = json.loads(r["metadata"]) if isinstance(r["metadata"], str) else r["metadata"]
         if meta.get("family") not in _READING:
             continue
-        c = check(r["text"], meta)
+        c = step_facts(r["text"], meta)
         kind = error_kind(r["text"], r["correct"], r["judge_reason"], meta, r["question"])
         free = not is_rationale(r["text"], {"metadata": meta})
         for key in ((meta["family"], meta["level"], r["strategy"]), (meta["family"], "all", r["strategy"]),

@@ -60,7 +60,7 @@ def question_of(case: dict) -> dict:
             "question": case.get("question") or "", "metadata": json.dumps(meta)}
 
 
-def check(cases: list[dict], tolerance: float = 0.05) -> dict:
+def agreement(cases: list[dict], tolerance: float = 0.05) -> dict:
     """{benchmark: {"cases", "agree", "agreement", "false_credit", "false_reject", "disagreements"}}
     and an `all` row."""
     out: dict[str, dict] = defaultdict(lambda: {"cases": 0, "agree": 0, "false_credit": 0, "false_reject": 0,

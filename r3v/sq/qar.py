@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from r3v import prompts
 from r3v.config import QARConfig
 from r3v.judge import normalize
+from r3v.prompts import Example
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, derive_seed
 
 
@@ -77,7 +78,6 @@ def sample_chains(sampler: Sampler, questions: Sequence[dict], seeds: Sequence[S
 
 def role_examples(question: dict, pairs: Sequence[dict], rationale: str):
     """Training examples of a positive chain: each Questioner and Answerer turn, and the Reasoner."""
-    from r3v.train.data import Example
 
     image, q, choices = question["image"]["bytes"], question["question"], question["choices"]
     out = []

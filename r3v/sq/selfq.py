@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from r3v import prompts
 from r3v.config import SelfQuestioningConfig
 from r3v.judge import normalize
+from r3v.prompts import Example
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, derive_seed, sample_seeds
-from r3v.train.data import Example
 
 
 def switched(run_seed: int, iteration: int, question_id: str, delta: float) -> bool:

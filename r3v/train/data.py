@@ -24,25 +24,11 @@ from PIL import Image
 
 from r3v import prompts
 from r3v.objective import TERM_INDEX
+from r3v.prompts import Example
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-
-
-@dataclass(frozen=True)
-class Example:
-    kind: str  # the loss term its targets feed (r3v.objective.TERM_NAMES: sft | refine | select | sq)
-    image: bytes
-    messages: tuple  # prompt messages (r3v.prompts); for a multi-turn sample, the whole conversation
-    target: str = ""  # single-turn: the assistant text to learn, appended after `messages`
-    targets: tuple = ()  # multi-turn: (message index, loss kind) of each turn whose text is learnt
-
-    def conversation(self) -> tuple[list[dict], list[tuple[int, str]]]:
-        """(all messages, [(index, loss kind)]) with the single-turn target appended as a turn."""
-        if self.targets:
-            return list(self.messages), list(self.targets)
-        return list(self.messages) + [prompts.assistant_turn(self.target)], [(len(self.messages), self.kind)]
 
 
 @dataclass

@@ -16,7 +16,7 @@ import sys
 import time
 
 from r3v.run import Run
-from r3v.train.stages import STAGES, Progress, state_dir
+from r3v.train.stages import STAGES, OnProgress, state_dir
 
 
 class TrainingFailed(RuntimeError):
@@ -29,7 +29,7 @@ def torchrun_command(run: Run, stage: str, iteration: int) -> list[str]:
             f"--nproc-per-node={tc.processes}", "-m", "r3v.train.worker", str(run.dir), stage, str(iteration)]
 
 
-def run_stage(run: Run, stage: str, iteration: int, progress: Progress | None = None) -> dict:
+def run_stage(run: Run, stage: str, iteration: int, progress: OnProgress | None = None) -> dict:
     """The stage's facts, trained in this process (train.processes=1) or under torchrun."""
     tc = run.cfg.train
     if tc.processes == 1 and not tc.torchrun_args:

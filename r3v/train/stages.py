@@ -1,4 +1,4 @@
-"""The two training stages of a run: the seed stage (warm-up -> M_0) and iteration k's training
+"""The two training stages of a run: the warm-up (-> M_0) and iteration k's training
 (LoRA on M_0, or the continued adapter -> M_k).
 
 Each runs in one process, or in every process of a torchrun launch (r3v/train/launch.py):
@@ -10,6 +10,7 @@ checkpoints go to `train_state/<stage>/` and are dropped once the stage's output
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,12 +21,23 @@ from r3v.run import Run, file_hash
 from r3v.schema import TRAIN_LOG_SCHEMA
 from r3v.step_table import STEPS
 
-Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+
+OnProgress = Callable[[int, int], None]
+"""`progress(done, total)`: called after each optimizer step (a progress card, a bar)."""
 
 
 def state_dir(run: Run, stage: str, iteration: int) -> Path:
-    """Where the stage keeps its mid-training checkpoints (`state` in r3v/step_table.py)."""
-    return run.dir / STEPS[stage].state.format(iteration=iteration)
+    """Where the stage keeps its mid-training checkpoints (`state` in r3v/step_table.py). A run folder
+    of an older version may hold them under the step's former name: moved here, so training resumes."""
+    spec = STEPS[stage]
+    folder = run.dir / spec.state.format(iteration=iteration)
+    former = run.dir / spec.state.replace(spec.name, spec.formerly).format(iteration=iteration) if spec.formerly else None
+    if former is not None and former.is_dir() and not folder.exists():
+        log.warning("%s: the %s's mid-training state is under its former name %s; moved to %s", run.dir, stage,
+                    former.name, folder.name)
+        former.rename(folder)
+    return folder
 
 
 def loop_spec(cfg, **kw):
@@ -37,11 +49,11 @@ def loop_spec(cfg, **kw):
                     loss_chunk_mb=tc.loss_chunk_mb, save_every=tc.save_every, **kw)
 
 
-def _on_step(progress: Progress | None):
+def _on_step(progress: OnProgress | None):
     return (lambda rec: progress(rec["step"] + 1, rec["total_steps"])) if progress else None
 
 
-def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -> dict:
+def warmup_stage(run: Run, iteration: int = 0, progress: OnProgress | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
     from r3v import prototype
     from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
@@ -56,23 +68,23 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
     if pc.enabled and not hasattr(model, prototype.NAME):
         prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
                           seed=cfg.run.seed)
-    if not cfg.seed.train_vision:
+    if not cfg.warmup.train_vision:
         freeze_vision_tower(model)
     questions = run.questions("seed")
-    examples = seed_examples(questions, cfg.seed.direct_answers)
-    if cfg.sq.enabled and cfg.sq.seed_stage:
+    examples = seed_examples(questions, cfg.warmup.direct_answers)
+    if cfg.sq.enabled and cfg.sq.warmup:
         from r3v.sq.selfq import seed_sq_examples
 
         examples += seed_sq_examples(questions, cfg.run.seed, cfg.sq)
     data = encode_all(processor, examples, cfg.train.max_length)
-    spec = loop_spec(cfg, lr=cfg.seed.lr, batch_size=cfg.seed.batch_size, max_steps=cfg.seed.steps,
-                     warmup_steps=cfg.seed.warmup_steps, weight_decay=cfg.seed.weight_decay, seed=cfg.run.seed,
+    spec = loop_spec(cfg, lr=cfg.warmup.lr, batch_size=cfg.warmup.batch_size, max_steps=cfg.warmup.steps,
+                     warmup_steps=cfg.warmup.warmup_steps, weight_decay=cfg.warmup.weight_decay, seed=cfg.run.seed,
                      lr_by_name=prototype.lr_by_name(cfg.model.prototype))
-    weights = objective.weights(cfg, "seed")
-    folder = state_dir(run, "seed", 0)
+    weights = objective.weights(cfg, "warmup")
+    folder = state_dir(run, "warmup", 0)
     logs = train(model, data, spec, weights, processor.tokenizer.pad_token_id, on_step=_on_step(progress),
                  state_dir=folder)
-    out = run.dir / "checkpoints" / "seed"
+    out = run.dir / "checkpoints" / "warmup"
     if dist.is_main():
         save_model(model, processor, out)
         _write_train_log(run, 0, logs)
@@ -81,7 +93,7 @@ def seed_stage(run: Run, iteration: int = 0, progress: Progress | None = None) -
             "resumed_from_step": _resumed(logs), "base_model": str(out), "device": str(run.device)}
 
 
-def iteration_stage(run: Run, iteration: int, progress: Progress | None = None) -> dict:
+def iteration_stage(run: Run, iteration: int, progress: OnProgress | None = None) -> dict:
     """M_k: LoRA on M_0 (or the continued adapter) trained on L = Σ λ_t·L_t over r3v.objective.TERMS
     (λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL + λ_sq·L_SQ) -> checkpoints/iteration=k."""
     from r3v.models import load_processor
@@ -130,7 +142,7 @@ def _iteration_model(run: Run, iteration: int):
 
         prototype.for_adapter(model, run.adapter(iteration - 1))
         return PeftModel.from_pretrained(model, str(run.adapter(iteration - 1)), is_trainable=True)
-    if pc.enabled:  # M_0 without an extractor (shared seed model): a gate-0 one, trained from here
+    if pc.enabled:  # M_0 without an extractor (a shared M_0): a gate-0 one, trained from here
         prototype.ensure(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
                          seed=cfg.run.seed)
     return add_lora(model, tc.lora_r, tc.lora_alpha, tc.lora_dropout, tc.target_modules,
@@ -191,7 +203,7 @@ def _resumed(logs: list[dict]) -> int:
     return next(i for i, r in enumerate(logs) if r.get("attempt", 0) == last)
 
 
-STAGES = {"seed": seed_stage, "train": iteration_stage}
+STAGES = {"warmup": warmup_stage, "train": iteration_stage}
 
 
 def _write_train_log(run: Run, iteration: int, logs: list[dict]) -> None:
