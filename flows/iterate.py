@@ -23,7 +23,9 @@ from r3v.config import load_config
 from r3v.progress import quiet_libraries
 from r3v.run import clean_partials, init_run, run_lock
 from r3v.step_table import STEPS, step_name
+from r3v.store import Store
 from tasks import build_sets, evaluate, judge, prepare, report, train, warmup
+from tasks.steps import finished_in_store
 
 
 def _config(config: str | None = None, overrides: list[str] | None = None, run_name: str = "",
@@ -69,8 +71,6 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
            f"exited with status {code}" if code is not None else "ended without reporting a result")
     msg = f"The flow's process was {how}."
     if run_dir:
-        from r3v.store import Store
-
         try:
             done = Store(run_dir).query("SELECT iteration, step FROM src_steps ORDER BY finished_at").to_pylist()
         except Exception:  # noqa: BLE001 - a message must not fail
@@ -122,7 +122,6 @@ def end_orphaned_task_runs(flow_run_id, run_dir: str | None, why: str) -> int:
     from prefect.client.schemas.objects import StateType
     from prefect.states import Completed, Crashed
 
-    from tasks.steps import finished_in_store
 
     with get_client(sync_client=True) as client:
         running = client.read_task_runs(

@@ -23,7 +23,19 @@ import os
 import sys
 from pathlib import Path
 
+from r3v import steps, watchdog
+from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
+from r3v.analysis.experiment import ARMS, QUICK, QUICK_OVERRIDES, experiment_dir
+from r3v.analysis.judge_check import agreement, load_cases, report
+from r3v.analysis.report import markdown_table, write_report
+from r3v.config import ConfigError, explain, load_config
+from r3v.datasets import inspect_source
+from r3v.embedded.model.architectures import ARCHITECTURES, build_tiny
+from r3v.embedded.model.build import ensure_built
+from r3v.progress import quiet_libraries
+from r3v.run import Run, RunLocked
 from r3v.step_table import SCALING_NS
+from r3v.store import ReadOnlyError, Store
 
 
 def _split(args: list[str]) -> tuple[str | None, list[str]]:
@@ -45,7 +57,6 @@ def _run_dir(name: str) -> Path:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     config, overrides = _split(ns.args)
-    from r3v.config import load_config
 
     cfg = load_config(config, overrides)  # fail fast on a bad config, before Prefect starts
     _prefect_env()
@@ -78,7 +89,6 @@ def _flat_for_csv(table):
 def cmd_sql(ns: argparse.Namespace) -> int:
     import duckdb
 
-    from r3v.store import ReadOnlyError, Store
 
     try:
         table = Store(_run_dir(ns.run)).query(ns.query)
@@ -103,15 +113,11 @@ def _prefect_env() -> None:
 def _watchdog() -> None:
     """A killed run leaves no orphan: Prefect's temporary server and training workers are stopped
     when this process ends, however it ends (r3v/watchdog.py)."""
-    from r3v import watchdog
-
     watchdog.start()
 
 
 def cmd_experiment(ns: argparse.Namespace) -> int:
     config, overrides = _split(ns.args)
-    from r3v.analysis.experiment import ARMS, QUICK, QUICK_OVERRIDES, experiment_dir
-    from r3v.config import load_config
 
     if ns.quick:
         overrides = QUICK_OVERRIDES + overrides
@@ -142,9 +148,6 @@ def cmd_experiment(ns: argparse.Namespace) -> int:
 
 
 def cmd_scale(ns: argparse.Namespace) -> int:
-    from r3v import steps
-    from r3v.run import Run
-
     run_dir = _run_dir(ns.run)
     run = Run.open(run_dir)
     iteration = run.cfg.run.iterations if ns.iteration is None else ns.iteration
@@ -153,11 +156,7 @@ def cmd_scale(ns: argparse.Namespace) -> int:
 
 
 def cmd_ask(ns: argparse.Namespace) -> int:
-    from r3v import steps
-    from r3v.analysis.report import markdown_table
     from r3v.models import set_threads
-    from r3v.run import Run
-    from r3v.store import Store
 
     run_dir = _run_dir(ns.run)
     run = Run.open(run_dir)
@@ -177,7 +176,6 @@ def cmd_ask(ns: argparse.Namespace) -> int:
 def cmd_image_reliance(ns: argparse.Namespace) -> int:
     from r3v.analysis.diagnostics import image_reliance
     from r3v.models import load_model, load_processor, set_threads
-    from r3v.run import Run
 
     run = Run.open(_run_dir(ns.run))
     set_threads(run.cfg.run.torch_threads)
@@ -193,10 +191,6 @@ def cmd_image_reliance(ns: argparse.Namespace) -> int:
 
 
 def cmd_errors(ns: argparse.Namespace) -> int:
-    from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
-    from r3v.analysis.report import markdown_table
-    from r3v.store import Store
-
     rows = breakdown(Store(_run_dir(ns.run)), ns.iteration, ns.source)
     if not rows:
         raise SystemExit(f"r3v errors: no {ns.source} rows at iteration {ns.iteration}")
@@ -207,19 +201,12 @@ def cmd_errors(ns: argparse.Namespace) -> int:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from r3v.analysis.report import write_report
-
     print(write_report(_run_dir(ns.run)))
     return 0
 
 
 def cmd_build_model(ns: argparse.Namespace) -> int:
-    from r3v.config import load_config
-    from r3v.embedded.model.build import ensure_built
-
     if ns.architecture:
-        from r3v.embedded.model.architectures import build_tiny
-
         if not ns.out:
             raise SystemExit("r3v build-model --architecture: give --out FOLDER")
         print(build_tiny(ns.architecture, ns.out))
@@ -231,8 +218,6 @@ def cmd_build_model(ns: argparse.Namespace) -> int:
 
 
 def cmd_data_inspect(ns: argparse.Namespace) -> int:
-    from r3v.datasets import inspect_source
-
     columns = dict(kv.split("=", 1) for kv in ns.column or [])
     try:
         text, report = inspect_source(ns.source, ns.format, ns.image_dir, columns, ns.rows, ns.against)
@@ -243,8 +228,6 @@ def cmd_data_inspect(ns: argparse.Namespace) -> int:
 
 
 def cmd_judge_check(ns: argparse.Namespace) -> int:
-    from r3v.analysis.judge_check import agreement, load_cases, report
-
     try:
         cases = load_cases(ns.file)
     except (OSError, ValueError) as e:
@@ -265,8 +248,6 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 def cmd_submit(ns: argparse.Namespace) -> int:
     """Start a flow run of the served deployment r3v/iterate, named r3v-<run name> from the
     moment it is created (the config is checked here first, so a bad one never reaches the queue)."""
-    from r3v.config import load_config
-
     _prefect_env()
     config, overrides = _split(ns.args)
     cfg = load_config(config, overrides)  # ConfigError -> one line, exit 2
@@ -281,8 +262,6 @@ def cmd_submit(ns: argparse.Namespace) -> int:
 
 
 def cmd_config_explain(ns: argparse.Namespace) -> int:
-    from r3v.config import explain
-
     print(explain(ns.key))
     return 0
 
@@ -307,7 +286,6 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(fn=cmd_report)
     s = sub.add_parser("build-model", help="build the embedded model (cached), or a tiny random model of an architecture")
     s.add_argument("args", nargs="*")
-    from r3v.embedded.model.architectures import ARCHITECTURES
 
     s.add_argument("--architecture", choices=ARCHITECTURES,
                    help="a tiny random model of this architecture, for checking a set-up (learns nothing)")
@@ -379,14 +357,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("serve", help="serve deployments r3v/iterate and r3v-experiment/experiment")
     s.set_defaults(fn=cmd_serve)
     ns = p.parse_args(argv)
-    from r3v.progress import quiet_libraries
 
     quiet_libraries()
     logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    from r3v.config import ConfigError
-    from r3v.run import RunLocked
 
     try:
         return ns.fn(ns)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from r3v import config_fields
 from r3v.config_fields import (  # noqa: F401 (the declared config, imported from here by the rest of r3v)
     NOT_RESULTS,
     QUESTION_FAMILIES,
@@ -331,7 +332,6 @@ def _attribute_docs() -> dict[str, dict[str, str]]:
     import ast
     import inspect
 
-    from r3v import config_fields
 
     tree = ast.parse(inspect.getsource(config_fields))
     out: dict[str, dict[str, str]] = {}

@@ -26,7 +26,9 @@ import pyarrow as pa
 
 from r3v import benchmarks
 from r3v.config import DataConfig, SourceConfig
+from r3v.embedded.bench import suite
 from r3v.files import FILE_READERS, BadFileError, BadRowError  # noqa: F401 (BadFileError: part of this module's API)
+from r3v.judge import to_number
 from r3v.schema import QUESTION_SCHEMA
 
 CANONICAL = ("id", "image", "question", "answer", "choices", "rationale", "metadata")
@@ -216,8 +218,6 @@ def read_source(path: Path, fmt: str, split: str, image_dir: Path | None = None,
 def load_splits(cfg: DataConfig) -> dict[str, tuple[pa.Table, BadRowReport]]:
     """seed/train/test tables for a run, from the embedded generator or from files."""
     if cfg.source == "embedded":
-        from r3v.embedded.bench import suite
-
         out = {}
         for split, n in (("seed", cfg.embedded.n_seed), ("train", cfg.embedded.n_train),
                          ("test", cfg.embedded.n_test)):
@@ -289,7 +289,6 @@ def inspect_source(path: str | Path, fmt: str | None = None, image_dir: str | Pa
     out = [f"{p} ({fmt}): {report.total} records, {report.kept} readable, {len(report.bad)} bad"]
     if qs:
         mc = sum(1 for q in qs if q["choices"])
-        from r3v.judge import to_number
 
         numeric = sum(1 for q in qs if not q["choices"] and to_number(q["answer"]) is not None)
         out.append(f"answers: {mc} multiple choice, {numeric} numeric, {len(qs) - mc - numeric} text; "

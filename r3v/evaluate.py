@@ -25,6 +25,7 @@ from r3v.config import QARConfig
 from r3v.judge import answer_key, judge_for_question, normalize
 from r3v.rationale import is_rationale
 from r3v.rollout import RolloutRequest, Sampler, SamplingParams, sample_seeds
+from r3v.sq.qar import sample_chains
 
 
 def majority(answers: Sequence[str | None], key: Callable[[str], str] = normalize) -> str | None:
@@ -106,8 +107,6 @@ def _sample(sampler: Sampler, questions: Sequence[dict], iteration: int, run_see
             greedy_texts[j]["pass@1"] = g[0].text
         sources.append(("sample", [[c.text for c in outs] for outs in sampler.generate(cot, params)]))
     if strategy in ("qar", "both"):
-        from r3v.sq.qar import sample_chains
-
         qc = qar or QARConfig()
         name = "pass@1" if strategy == "qar" else "qar_pass@1"
         for j, chains in enumerate(sample_chains(sampler, questions, [(0,)] * len(questions), greedy, qc)):

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+from r3v import prototype
+from r3v.store import atomic_dir
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -36,7 +39,6 @@ def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | N
     `adapter` merged in, on `device` (a torch device; see r3v.device.resolve), in eval mode."""
     from transformers import AutoModelForImageTextToText
 
-    from r3v import prototype
 
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=DTYPES[dtype])
     prototype.load(model, Path(path))  # SQ-LLaVA's extractor, when the checkpoint has one
@@ -59,8 +61,6 @@ def save_model(model, processor, path: str | Path, extra_files: dict[str, str] |
     a temporary folder, then renamed."""
     from safetensors.torch import load_file, save_file
 
-    from r3v import prototype
-    from r3v.store import atomic_dir
 
     path = Path(path)
     model_type = model.config.model_type

@@ -25,6 +25,7 @@ import pyarrow as pa
 import yaml
 
 from r3v.config import Config, ConfigError, affects_results, config_from_dict, leaves
+from r3v.rollout import make_sampler
 from r3v.step_table import STEPS, Folder, step_name
 from r3v.store import Store, atomic_write_text, visible_parquet
 
@@ -70,8 +71,6 @@ class Run:
 
     def sampler(self, iteration: int):
         """The configured rollout backend loaded with M_iteration (the seed model + its adapter)."""
-        from r3v.rollout import make_sampler
-
         adapter = self.adapter(iteration)
         return make_sampler(self.cfg.rollout, self.meta["base_model"], str(adapter) if adapter else None,
                             self.cfg.model.dtype, max_lora_rank=self.cfg.train.lora_r, seed=self.cfg.run.seed,

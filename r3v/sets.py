@@ -18,6 +18,7 @@ import pyarrow as pa
 from r3v import prompts
 from r3v.config import SelfQuestioningConfig
 from r3v.schema import SET_SCHEMA
+from r3v.sq.selfq import build_sq_set
 from r3v.store import Store, sql_literal
 
 SET_KINDS = ("sft", "refine", "select")
@@ -64,8 +65,6 @@ def iter_sets(store: Store, iteration: int, run_seed: int, sq: SelfQuestioningCo
     finally:
         con.close()
     if sq is not None and sq.enabled:
-        from r3v.sq.selfq import build_sq_set
-
         yield "sq", pa.Table.from_pylist(build_sq_set(store, iteration, run_seed, sq), schema=SET_SCHEMA)
 
 

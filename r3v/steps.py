@@ -39,8 +39,29 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from r3v import prompts
+from r3v.datasets import load_splits
+from r3v.embedded.model.build import ensure_built
+from r3v.evaluate import evaluate as run_eval
+from r3v.judge import judge_for_question, shuffle_verdicts
+from r3v.rationale import is_rationale, judge_checking_reading
+from r3v.rollout import RolloutRequest, SamplingParams, release, sample_seeds, sampling_params
 from r3v.run import Run, begin, record, shard_done
+from r3v.schema import (
+    ASK_SCHEMA,
+    EVAL_METRIC_SCHEMA,
+    EVAL_SCHEMA,
+    ROLLOUT_SCHEMA,
+    SAMPLE_SCHEMA,
+    SHARD_SCHEMA,
+)
+from r3v.sets import write_sets
+from r3v.sq.qar import sample_chains
+from r3v.sq.selfq import ask as sample_questions
+from r3v.sq.selfq import image_key
 from r3v.step_table import SCALING_NS, STEPS
+from r3v.train.launch import run_stage
+from r3v.train.stages import untrained_m0
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +103,6 @@ def step(name: str, fresh: Callable[..., bool] | None = None):
 @step("prepare")
 def prepare(run: Run) -> dict:
     """Read the questions into the store and resolve the base model (building the embedded one)."""
-    from r3v.datasets import load_splits
-
     cfg = run.cfg
     counts, bad = {}, {}
     for split, (table, report) in load_splits(cfg.data).items():
@@ -95,8 +114,6 @@ def prepare(run: Run) -> dict:
             log.warning("%s split: skipped %d bad rows of %d (see %s)", split, rep["skipped"], rep["total"],
                         run.dir / "questions" / "bad_rows.json")
     if cfg.model.source == "embedded":
-        from r3v.embedded.model.build import ensure_built
-
         model_path = ensure_built(cfg.model.embedded, cfg.model.cache_dir).resolve()
     else:
         model_path = Path(cfg.model.source).expanduser().resolve()
@@ -110,26 +127,13 @@ def prepare(run: Run) -> dict:
 @step("warmup")
 def warmup(run: Run, progress: Callable[[int, int], None] | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0
-    (r3v/train/stages.py; in train.processes processes when set)."""
+    (r3v/train/stages.py; in train.processes processes when set). Off, or with no seed split, M_0
+    is the source model (with SQ-LLaVA's extractor installed, when configured)."""
     cfg = run.cfg
-    seed_questions = run.questions("seed") if run.store.exists("questions", split="seed") else []
-    skip = not cfg.warmup.enabled or not seed_questions
-    if skip and not cfg.model.prototype.enabled:
-        return {"skipped": True, "base_model": run.meta["base_model"]}
-    if skip:  # no warm-up, but M_0 carries the (untrained, gate 0: output-neutral) extractor
-        from r3v import prototype
-        from r3v.models import load_model, load_processor, save_model
-
-        src, pc = run.meta["source_model"], cfg.model.prototype
-        model = load_model(src, cfg.model.dtype)
-        if not hasattr(model, prototype.NAME):
-            prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
-                              seed=cfg.run.seed)
-        out = save_model(model, load_processor(src), run.dir / "checkpoints" / "warmup")
-        run.update_meta(base_model=str(out))
-        return {"skipped": True, "base_model": str(out)}
-    from r3v.train.launch import run_stage
-
+    if not cfg.warmup.enabled or not run.store.exists("questions", split="seed") or not run.questions("seed"):
+        facts = {"skipped": True, "base_model": untrained_m0(run)}
+        run.update_meta(base_model=facts["base_model"])
+        return facts
     facts = run_stage(run, "warmup", 0, progress)
     run.update_meta(base_model=facts["base_model"])
     return facts
@@ -160,9 +164,6 @@ def rollout_shard(run_dir: str, iteration: int, shard: int) -> dict:
     rec = shard_done(run, iteration, shard)
     if rec is not None:
         return {**rec, "done_before": True}
-    from r3v import prompts
-    from r3v.rollout import RolloutRequest, sample_seeds, sampling_params
-    from r3v.schema import ROLLOUT_SCHEMA, SHARD_SCHEMA
 
     plans = run.meta.get("rollout_shards", {})
     if str(iteration) not in plans:
@@ -184,8 +185,6 @@ def rollout_shard(run_dir: str, iteration: int, shard: int) -> dict:
                  prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, seconds=c.seconds)
             for req, comps in zip(requests, outs) for i, c in enumerate(comps)]
     if cfg.qar.rollout_n > 0:  # Questioner -> Answerer -> Reasoner chains next to the CoT samples
-        from r3v.sq.qar import sample_chains
-
         seeds = [sample_seeds(cfg.run.seed, iteration, q["id"], cfg.qar.rollout_n, tag="qar") for q in questions]
         for q, ss, chains in zip(questions, seeds, sample_chains(sampler, questions, seeds, sampling_params(rc), cfg.qar)):
             rows += [dict(sample_id=f"{q['id']}#{iteration}#{rc.n + i}", question_id=q["id"], iteration=iteration,
@@ -227,10 +226,6 @@ def rollout(run: Run, iteration: int) -> tuple[dict, float]:
 @step("judge")
 def judge(run: Run, iteration: int) -> dict:
     """Judge each rollout's final answer against the gold answer -> samples/iteration=k (the pool)."""
-    from r3v.judge import judge_for_question, shuffle_verdicts
-    from r3v.rationale import is_rationale, judge_checking_reading
-    from r3v.schema import SAMPLE_SCHEMA
-
     qs = {q["id"]: q for q in run.questions("train")}
     # shards are contiguous blocks of questions: in shard order the rows are in question order
     rows = sorted(run.store.read("rollouts", iteration=iteration).to_pylist(), key=lambda r: r["shard"])
@@ -252,8 +247,6 @@ def judge(run: Run, iteration: int) -> dict:
 @step("build_sets")
 def build_sets(run: Run, iteration: int) -> dict:
     """SFT, refine and select sets from the pool of iterations 1..k -> sets/iteration=k/kind=*."""
-    from r3v.sets import write_sets
-
     return write_sets(run.store, iteration, run.cfg.run.seed, run.cfg.sq, run.cfg.qar.rollout_n > 0)
 
 
@@ -262,9 +255,6 @@ def train(run: Run, iteration: int, progress: Callable[[int, int], None] | None 
     """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k
     (r3v/train/stages.py; in train.processes processes when set). `progress(step, total)` is
     called after each optimizer step."""
-    from r3v.rollout import release
-    from r3v.train.launch import run_stage
-
     release(run.cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
     return run_stage(run, "train", iteration, progress)
 
@@ -272,10 +262,6 @@ def train(run: Run, iteration: int, progress: Callable[[int, int], None] | None 
 @step("evaluate")
 def evaluate(run: Run, iteration: int) -> dict:
     """pass@1, maj@N, oracle@N, select@N of M_k on the test split -> eval/, eval_metrics/."""
-    from r3v.evaluate import evaluate as run_eval
-    from r3v.rollout import sampling_params
-    from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
-
     cfg, rc = run.cfg, run.cfg.rollout
     questions = _test_questions(run)
     sampler = run.sampler(iteration)
@@ -296,9 +282,6 @@ def scale(run: Run, iteration: int, ns: tuple[int, ...] = SCALING_NS) -> dict:
     """Test-time compute scaling of M_k: pass@1, maj@N, oracle@N, select@N for each N in `ns`
     -> scaling/, scaling_eval/ (redone when asked for other N than the recorded ones)."""
     ns = tuple(sorted(set(ns)))
-    from r3v.evaluate import evaluate as run_eval
-    from r3v.rollout import sampling_params
-    from r3v.schema import EVAL_METRIC_SCHEMA, EVAL_SCHEMA
 
     cfg, rc = run.cfg, run.cfg.rollout
     questions = _test_questions(run)
@@ -313,11 +296,6 @@ def scale(run: Run, iteration: int, ns: tuple[int, ...] = SCALING_NS) -> dict:
 def ask(run_dir: str, iteration: int, split: str = "test", n: int = 3, max_images: int = 0) -> dict:
     """Self-generated questions of M_k (SQ-LLaVA's virtual user), `n` per image of `split`
     -> asked/iteration=k/split=<split> (redone on every call: asking is a probe, not a step)."""
-    from r3v.rollout import SamplingParams
-    from r3v.schema import ASK_SCHEMA
-    from r3v.sq.selfq import ask as sample_questions
-    from r3v.sq.selfq import image_key
-
     run = Run.open(run_dir)
     sq, stop = run.cfg.sq, tuple(run.cfg.rollout.stop)
     if not run.store.exists("questions", split=split):

@@ -6,6 +6,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from r3v.analysis import experiment
+from r3v.analysis.replicates import write_summary
+from r3v.config import load_config
 
 
 @task(name="adopt", task_run_name="adopt-{arm_dir}", cache_policy=NO_CACHE)
@@ -25,9 +27,6 @@ def experiment_report(exp_dir: str, arms: list[str]) -> str:
 @task(name="experiment-summary", task_run_name="experiment-summary", cache_policy=NO_CACHE)
 def experiment_summary(exp_dir: str, seeds: list[int], arms: list[str], config: str | None,
                        overrides: list[str]) -> str:
-    from r3v.analysis.replicates import write_summary
-    from r3v.config import load_config
-
     md = write_summary(exp_dir, seeds, arms, load_config(config, overrides))
     get_run_logger().info("summary over seeds %s written to %s/summary.md", seeds, exp_dir)
     return md

@@ -82,3 +82,28 @@ def test_config_explain_cli(capsys):
     assert out.startswith("[orchestration]") and "orchestration.shard_size: int = 200  (not in the config hash" in out
     assert main(["config", "explain", "train.lamda_sel"]) == 2
     assert "did you mean train.lambda_sel" in capsys.readouterr().err
+
+
+def test_renamed_keys_are_read_with_a_deprecation_warning(tmp_path, caplog):
+    """Issue 34: the warm-up's section was `seed` (with `sq.seed_stage`, `eval.evaluate_seed`): a config
+    file, an override or a run folder that still says so is read as the new names, with one warning
+    line per key, and hashes as before (a renamed key hashes under its first name)."""
+    from r3v.config import RENAMED
+
+    old = tmp_path / "old.yaml"
+    old.write_text("seed:\n  steps: 7\n  lr: 0.002\nsq:\n  seed_stage: false\neval:\n  evaluate_seed: false\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(old, ["seed.batch_size=4"])
+    assert (cfg.warmup.steps, cfg.warmup.lr, cfg.warmup.batch_size, cfg.sq.warmup, cfg.eval.evaluate_m0) == \
+        (7, 0.002, 4, False, False)
+    new = load_config(None, ["warmup.steps=7", "warmup.lr=0.002", "warmup.batch_size=4", "sq.warmup=false",
+                             "eval.evaluate_m0=false"])
+    assert cfg == new and cfg.hash() == new.hash()
+    warned = [r.getMessage() for r in caplog.records]
+    for k, v in RENAMED.items():  # one line per key and file
+        assert sum(m.startswith(f"{old}: config key {k!r} is now called {v!r}") for m in warned) == 1, warned
+    assert load_config(None, ["seed.lr=0.002", "warmup.steps=9"]).warmup.steps == 9  # both names, other keys
+    with pytest.raises(ConfigError, match="'seed' and its new name 'warmup' are both set \\(both set lr\\)"):
+        load_config(None, ["seed.lr=0.002", "warmup.lr=0.003"])
+    with pytest.raises(ConfigError, match="'sq.seed_stage' and its new name 'sq.warmup' are both set; keep"):
+        load_config(None, ["sq.seed_stage=false", "sq.warmup=true"])

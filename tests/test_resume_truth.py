@@ -152,13 +152,21 @@ def test_run_folder_of_the_previous_version_resumes_with_nothing_redone(flow_run
     """Issue 34: steps and config keys renamed (`seed` -> `warmup`, `sample` -> `rollout`), a run made
     before resumes as it is: every step is found finished under its former name, nothing is redone, and
     the views show the names now."""
-    redone, counts, after = _resume(flow_run, model_overrides, tmp_path, _as_previous_version)
-    assert redone == set() and after == counts
+    from conftest import FLOW_OVERRIDES
+
+    from flows.iterate import r3v_flow
+
     run_dir = tmp_path / "runs" / "it"
+    shutil.copytree(flow_run, run_dir, symlinks=True)
+    counts = _counts(run_dir)
+    _as_previous_version(run_dir)
+    before = _records(run_dir)
+    r3v_flow(overrides=FLOW_OVERRIDES + model_overrides + [f"run.root={tmp_path / 'runs'}"], run_name="it")
+    assert _records(run_dir) == before and _counts(run_dir) == counts  # nothing redone, nothing lost
     assert (run_dir / "steps" / "iteration=0" / "step=seed").is_dir()  # left as it was
     assert (run_dir / "steps" / "iteration=1" / "step=sample").is_dir()
-    seconds = json.loads(Store(run_dir).query("SELECT seconds_by_step FROM metrics WHERE iteration = 1")
-                         ["seconds_by_step"][0].as_py())
+    seconds = dict(Store(run_dir).query("SELECT seconds_by_step FROM metrics WHERE iteration = 1")
+                   ["seconds_by_step"][0].as_py())
     assert "rollout" in seconds and "sample" not in seconds
     from r3v.run import Run, done
 

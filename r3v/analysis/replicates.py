@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from r3v.analysis.error_kinds import breakdown
+from r3v.analysis.experiment import SEED_ARM, paired
 from r3v.analysis.report import markdown_table
 from r3v.config import Config, parse_levels
 from r3v.store import Store
@@ -137,8 +138,6 @@ def _final(arm_facts_: dict) -> dict | None:
 
 
 def _paired_rows(facts: dict, seeds: list[int], arms: list[str]) -> list[dict]:
-    from r3v.analysis.experiment import SEED_ARM, paired
-
     pairs = [(a, SEED_ARM) for a in arms if a != SEED_ARM]
     pairs += [(a, b) for a, b in (("r3v", "star"), ("r3v", "r3v-canary")) if a in arms and b in arms]
     out = []
@@ -164,8 +163,6 @@ KEYS = ("pass_at_1", "hard_pass_at_1", "maj_at_n", "select_at_n", "oracle_at_n",
 
 def summary_rows(facts: dict, seeds: list[int], arms: list[str]) -> list[dict]:
     """One row per arm and iteration: every KEY's values over seeds (lists), iteration 0 the seed model's."""
-    from r3v.analysis.experiment import SEED_ARM
-
     rows = []
     for arm in arms:
         its = sorted({it for s in seeds for it in facts[s].get(arm, {})})
@@ -183,8 +180,6 @@ def summary_rows(facts: dict, seeds: list[int], arms: list[str]) -> list[dict]:
 
 def write_summary(exp_dir: str | Path, seeds: list[int], arms: list[str], cfg: Config) -> str:
     """summary.md, summary.parquet and the two plots in `exp_dir`; returns the Markdown."""
-    from r3v.analysis.experiment import SEED_ARM
-
     exp_dir = Path(exp_dir)
     hard = hard_levels(cfg)
     got = collect(exp_dir, seeds, arms, hard)
@@ -260,7 +255,6 @@ def _plots(exp_dir: Path, rows: list[dict], finals: list[dict], levels: list[int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from r3v.analysis.experiment import SEED_ARM
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     seed0 = next((r for r in rows if r["arm"] == SEED_ARM and r["iteration"] == 0), None)

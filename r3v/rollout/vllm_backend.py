@@ -43,6 +43,7 @@ import yaml
 from PIL import Image
 
 from r3v.config import VLLMConfig
+from r3v.models import VISION_PARTS, load_model, load_processor, save_model
 from r3v.prompts import generation_prompt
 from r3v.rollout.sampler import Completion, RolloutRequest, SamplingParams
 
@@ -190,7 +191,6 @@ def merged_model(base: str, adapter: str, dtype: str) -> str:
     source = {"base": str(base), "adapter": str(adapter), "adapter_hash": _adapter_hash(adapter)}
     if stamp.exists() and json.loads(stamp.read_text()) == source:
         return str(out)
-    from r3v.models import load_model, load_processor, save_model
 
     if out.exists():
         shutil.rmtree(out)  # from another base or an older adapter
@@ -207,8 +207,6 @@ def _adapter_hash(adapter: str) -> str:
 
 
 def _adapter_touches_vision(adapter: str) -> bool:
-    from r3v.models import VISION_PARTS
-
     cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
     targets = cfg.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else targets
@@ -228,8 +226,6 @@ class VLLMSampler:
 
     def __init__(self, model_path: str, adapter: str | None, dtype: str, vc: VLLMConfig,
                  max_lora_rank: int = 0, progress: bool = True, seed: int = 0):
-        from r3v.models import load_processor
-
         self.processor = load_processor(model_path)
         self.eos_ids = eos_ids(model_path, self.processor.tokenizer)
         self.progress = progress

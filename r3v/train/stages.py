@@ -17,9 +17,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from r3v import objective
-from r3v.run import Run, file_hash
+from r3v.run import Run, done, file_hash
 from r3v.schema import TRAIN_LOG_SCHEMA
+from r3v.sq.qar import role_examples
+from r3v.sq.selfq import examples_from_sq_rows, seed_sq_examples
 from r3v.step_table import STEPS
+from r3v.store import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,6 @@ def warmup_stage(run: Run, iteration: int = 0, progress: OnProgress | None = Non
     questions = run.questions("seed")
     examples = seed_examples(questions, cfg.warmup.direct_answers)
     if cfg.sq.enabled and cfg.sq.warmup:
-        from r3v.sq.selfq import seed_sq_examples
-
         examples += seed_sq_examples(questions, cfg.run.seed, cfg.sq)
     data = encode_all(processor, examples, cfg.train.max_length)
     spec = loop_spec(cfg, lr=cfg.warmup.lr, batch_size=cfg.warmup.batch_size, max_steps=cfg.warmup.steps,
@@ -93,11 +94,28 @@ def warmup_stage(run: Run, iteration: int = 0, progress: OnProgress | None = Non
             "resumed_from_step": _resumed(logs), "base_model": str(out), "device": str(run.device)}
 
 
+def untrained_m0(run: Run) -> str:
+    """M_0 without a warm-up: the source model itself, or, with SQ-LLaVA's prototype extractor
+    configured, the source model with a fresh one installed (untrained; gate 0: output-neutral), saved
+    as checkpoints/warmup. Its path."""
+    pc = run.cfg.model.prototype
+    src = run.meta["source_model"]
+    if not pc.enabled:
+        return src
+    from r3v import prototype
+    from r3v.models import load_model, load_processor, save_model
+
+    model = load_model(src, run.cfg.model.dtype)
+    if not hasattr(model, prototype.NAME):
+        prototype.install(model, prototype.clusters_for(model, pc.clusters, pc.cluster_fraction), pc.em_steps,
+                          seed=run.cfg.run.seed)
+    return str(save_model(model, load_processor(src), run.dir / "checkpoints" / "warmup"))
+
+
 def iteration_stage(run: Run, iteration: int, progress: OnProgress | None = None) -> dict:
     """M_k: LoRA on M_0 (or the continued adapter) trained on L = Σ λ_t·L_t over r3v.objective.TERMS
     (λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL + λ_sq·L_SQ) -> checkpoints/iteration=k."""
     from r3v.models import load_processor
-    from r3v.run import done
     from r3v.train import dist, state
     from r3v.train.data import encode_all
     from r3v.train.loop import train
@@ -169,12 +187,8 @@ def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> 
         examples += anchor_examples(run.questions("seed"), list(qs.values()), tc.anchor_rationales,
                                     run.cfg.run.seed + iteration)
     if any(r["kind"] == "sq" for r in rows):
-        from r3v.sq.selfq import examples_from_sq_rows
-
         examples += examples_from_sq_rows([r for r in rows if r["kind"] == "sq"], qs)
     if any(r["kind"] == "qar" for r in rows):
-        from r3v.sq.qar import role_examples
-
         examples += [ex for r in rows if r["kind"] == "qar"
                      for ex in role_examples(qs[r["question_id"]], r["chain"], r["target"])]
     return examples
@@ -183,7 +197,6 @@ def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> 
 def _save_adapter(run: Run, iteration: int, model, examples: int, steps: int) -> str:
     """checkpoints/iteration=k/: the adapter (with the extractor's config) and its manifest; its hash."""
     from r3v import prototype
-    from r3v.store import atomic_dir
 
     final = run.dir / "checkpoints" / f"iteration={iteration}"
     with atomic_dir(final) as tmp:

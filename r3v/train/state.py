@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from r3v.store import atomic_dir
 from r3v.train import dist
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ def save(folder: Path, params: dict[str, torch.Tensor], opt, sched, scaler, step
     """Checkpoint after `step` optimizer steps (called by every process; the main one writes)."""
     from safetensors.torch import save_file
 
-    from r3v.store import atomic_dir
 
     rngs = dist.gather(_rng())
     if not dist.is_main():

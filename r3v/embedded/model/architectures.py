@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from r3v.config import EmbeddedModelConfig
+from r3v.embedded.model.build import CHAT_TEMPLATE, END_OF_TURN, build_tokenizer
 
 ARCHITECTURES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3")
 
@@ -44,8 +45,6 @@ IMAGE = 64
 
 
 def _tokenizer(extra: list[str], eos: str, template: str):
-    from r3v.embedded.model.build import build_tokenizer
-
     tok = build_tokenizer(EmbeddedModelConfig())
     tok.add_special_tokens({"additional_special_tokens": extra}, replace_extra_special_tokens=False)
     tok.eos_token = eos
@@ -118,7 +117,6 @@ def _idefics3():
 def _llava():
     import transformers as tf
 
-    from r3v.embedded.model.build import CHAT_TEMPLATE, END_OF_TURN
 
     tok = _tokenizer([], END_OF_TURN, CHAT_TEMPLATE)
     ids = _ids(tok, ["<image>", END_OF_TURN, "<pad>", "<s>"])

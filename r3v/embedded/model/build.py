@@ -19,6 +19,7 @@ import json
 import logging
 from pathlib import Path
 
+from r3v import prompts
 from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
 from r3v.embedded.bench import suite
 
@@ -51,7 +52,6 @@ def build_tokenizer(mcfg: EmbeddedModelConfig):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from r3v import prompts
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -34,6 +34,7 @@ from r3v import prompts
 from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
 from r3v.embedded.bench import suite
 from r3v.embedded.bench.common import COLOURS
+from r3v.train.data import IGNORE, Example, collate, encode
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ def _scenes(rng: random.Random, n: int, size: int) -> list[tuple[bytes, str]]:
 
 
 def _batch(processor, pairs: list[tuple[bytes, str]]) -> dict[str, torch.Tensor]:
-    from r3v.train.data import Example, collate, encode
-
     enc = [encode(processor, Example("sft", png, tuple([prompts.user_turn(READ_PROMPT, image=True)]), text), 4096)
            for png, text in pairs]
     return collate(enc, processor.tokenizer.pad_token_id)
@@ -103,8 +102,6 @@ def _recalls(rng: random.Random, n: int) -> list[tuple[str, str]]:
 
 
 def _text_batch(tokenizer, lines: list[str]) -> dict[str, torch.Tensor]:
-    from r3v.train.data import IGNORE
-
     ids = [tokenizer(line, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for line in lines]
     L = max(map(len, ids))
     input_ids = torch.full((len(ids), L), tokenizer.pad_token_id)
@@ -120,8 +117,6 @@ def _packed_batch(tokenizer, lines: list[str], length: int = 128) -> dict[str, t
     """`lines` (each ended by the end-of-turn token) packed one after another into rows of
     `length` tokens, as LM pretraining packs documents: no padding is computed, and a row holds
     several lines in context."""
-    from r3v.train.data import IGNORE
-
     flat: list[int] = []
     for line in lines:
         flat += tokenizer(line, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
