@@ -102,7 +102,7 @@ def qwen_examples(spec: dict, cfg, n: int):
     second half of each sequence is the labelled target."""
     import torch
 
-    from r3v.train.data import Encoded
+    from r3v.trainer.data import Encoded
 
     g = torch.Generator().manual_seed(0)
     side = spec["image"] // 14  # patches per side
@@ -126,8 +126,8 @@ def qwen_training(device_spec: str, small: bool) -> dict:
 
     from r3v.device import resolve
     from r3v.models import add_lora, freeze_vision_tower
-    from r3v.train.loop import LoopSpec, train
-    from r3v.train.memory import peak
+    from r3v.trainer.loop import LoopSpec, train
+    from r3v.trainer.memory import peak
 
     spec = QWEN_SMALL if small else QWEN
     device = resolve(device_spec)

@@ -5,7 +5,7 @@ architecture with Qwen2's 151,936-word vocabulary and 2048-token examples.
     .venv/bin/python bench/memory.py                  # -> docs/bench/loss-memory.json
     .venv/bin/python bench/memory.py --batch 1 --labelled 0.5
 
-Each variant runs in its own process (`r3v.train.memory.peak`: CUDA's allocator on a GPU, the RSS
+Each variant runs in its own process (`r3v.trainer.memory.peak`: CUDA's allocator on a GPU, the RSS
 high-water mark on a CPU): `full` and `lean` run one forward + backward of the objective, `body`
 the same model without the head and loss (its hidden states' mean square as the loss). Loss
 memory = the step's peak minus the body's. The body is small (2 layers x 256), so the head and
@@ -29,8 +29,8 @@ def worker(variant: str, batch: int, length: int, labelled: float, vocab: int, d
     import transformers as tf
 
     from r3v.device import resolve
-    from r3v.train.loss import Objective
-    from r3v.train.memory import peak
+    from r3v.trainer.loss import Objective
+    from r3v.trainer.memory import peak
 
     dev = resolve(device)
     torch.set_num_threads(2)

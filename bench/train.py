@@ -6,13 +6,13 @@
 
 The same model, examples, LoRA (r 32, alpha 64, no dropout, on the language model's Linear
 layers), micro-batch, optimizer (AdamW, lr 1e-3, grad clip 1.0, warm-up then cosine) and number
-of optimizer steps go through `r3v.train.loop.train` and through `trl.SFTTrainer` (with our
+of optimizer steps go through `r3v.trainer.loop.train` and through `trl.SFTTrainer` (with our
 collator: the same tokens and label masks; TRL's default loss, its fused language-model head),
 in float32 with gradient checkpointing off and on for both (TRL's defaults, bf16 and
 checkpointing, are set to match: bf16 matmuls are ~12x slower than float32 on this CPU).
 Each run is its own process, in alternating order; it reports examples/s and tokens/s over the
 steps after the first (the first pays one-time set-up), and the peak memory of training above
-what the loaded model and data held (`r3v.train.memory.peak`: CUDA's allocator on a GPU, the RSS
+what the loaded model and data held (`r3v.trainer.memory.peak`: CUDA's allocator on a GPU, the RSS
 high-water mark on a CPU).
 
 Models: `embedded` (the default tiny VLM, 640-word vocabulary) and `larger` (~100M random: the
@@ -65,7 +65,7 @@ def model_path(name: str, cache_dir: str) -> Path:
 def examples(processor, n: int):
     from r3v.config import EmbeddedBenchConfig
     from r3v.embedded.bench.suite import generate
-    from r3v.train.data import encode_all, seed_examples
+    from r3v.trainer.data import encode_all, seed_examples
 
     return encode_all(processor, seed_examples(generate("seed", n, EmbeddedBenchConfig()), False), 512)
 
@@ -76,8 +76,8 @@ def worker(trainer: str, name: str, steps: int, batch_size: int, device: str, ca
 
     from r3v.device import resolve
     from r3v.models import add_lora, load_model, load_processor
-    from r3v.train.data import collate
-    from r3v.train.memory import peak
+    from r3v.trainer.data import collate
+    from r3v.trainer.memory import peak
 
     torch.set_num_threads(int(os.environ.get("R3V_BENCH_THREADS", "2")))
     dev = resolve(device)
@@ -90,7 +90,7 @@ def worker(trainer: str, name: str, steps: int, batch_size: int, device: str, ca
     ends: list[float] = []
     tokens: list[int] = []
     if trainer == "r3v":
-        from r3v.train.loop import LoopSpec, micro_batches, train
+        from r3v.trainer.loop import LoopSpec, micro_batches, train
 
         spec = LoopSpec(lr=1e-3, batch_size=batch_size, max_steps=steps, warmup_steps=2, seed=0,
                         gradient_checkpointing=ckpt)

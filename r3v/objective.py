@@ -3,7 +3,7 @@
 R3V (Cheng et al., 2025, Eq. 5) trains L_SFT + L_REF + L_SEL; SQ-LLaVA (Sun et al., 2024) adds
 L_SQ. Each term here names the set kinds whose target tokens feed it, the config key of its
 weight λ (and of the switch that turns it on), what the warm-up does with it, its columns in
-`train_log` and its keys in the per-step log. The loss (r3v/train/loss.py), the weights each stage
+`train_log` and its keys in the per-step log. The loss (r3v/trainer/loss.py), the weights each stage
 trains with, the train_log schema and the rows written to it all read TERMS, so a new term is one
 entry here plus the examples that feed it. This module imports nothing heavy (no torch).
 """

@@ -13,7 +13,7 @@ SQ-LLaVA (Sun et al., 2024) adds a virtual user: in a multi-turn conversation ab
 later question may be asked by `[vusr]` instead of the user, and then the question itself is
 learnt (L_SQ). Chat templates only know their own roles, so a virtual-user turn is a user turn
 whose text starts with the `[vusr]` marker line; what follows the marker is the target. This works
-for any chat template that renders a user turn's text verbatim (r3v/train/data.py checks it).
+for any chat template that renders a user turn's text verbatim (r3v/trainer/data.py checks it).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def generation_prompt(processor, messages: Sequence[dict]) -> str:
 @dataclass(frozen=True)
 class Example:
     """A training example: a conversation about one image (these prompts) and the turns whose text is
-    learnt (r3v/train/data.py renders it and puts labels on those turns only)."""
+    learnt (r3v/trainer/data.py renders it and puts labels on those turns only)."""
 
     kind: str  # the loss term its targets feed (r3v.objective.TERM_NAMES: sft | refine | select | sq)
     image: bytes

@@ -6,7 +6,7 @@ loop's DAG) and, for the two training stages, the folder of their mid-training s
 else derives from this table: the ledger's outputs and upstream (r3v/run.py `verify`, `record`), the
 tasks, their cache keys and the crash hook's "finished in the store" test (tasks/steps.py), the
 crash message's step names (flows/iterate.py) and the trainer's state folders
-(r3v/train/stages.py). A step's function in r3v/steps.py holds its recipe only; beginning,
+(r3v/trainer/stages.py). A step's function in r3v/steps.py holds its recipe only; beginning,
 "already finished" and recording are done around every step by `r3v.steps.step`.
 
 Adding a step: one entry here and its function in r3v/steps.py (plus its task in tasks/steps.py

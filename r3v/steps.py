@@ -60,8 +60,8 @@ from r3v.sq.qar import sample_chains
 from r3v.sq.selfq import ask as sample_questions
 from r3v.sq.selfq import image_key
 from r3v.step_table import SCALING_NS, STEPS
-from r3v.train.launch import run_stage
-from r3v.train.stages import untrained_m0
+from r3v.trainer.launch import run_stage
+from r3v.trainer.stages import untrained_m0
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def prepare(run: Run) -> dict:
 @step("warmup")
 def warmup(run: Run, progress: Callable[[int, int], None] | None = None) -> dict:
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0
-    (r3v/train/stages.py; in train.processes processes when set). Off, or with no seed split, M_0
+    (r3v/trainer/stages.py; in train.processes processes when set). Off, or with no seed split, M_0
     is the source model (with SQ-LLaVA's extractor installed, when configured)."""
     cfg = run.cfg
     if not cfg.warmup.enabled or not run.store.exists("questions", split="seed") or not run.questions("seed"):
@@ -253,7 +253,7 @@ def build_sets(run: Run, iteration: int) -> dict:
 @step("train")
 def train(run: Run, iteration: int, progress: Callable[[int, int], None] | None = None) -> dict:
     """L = λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL (+ λ_sq·L_SQ) with LoRA on M_0 -> checkpoints/iteration=k
-    (r3v/train/stages.py; in train.processes processes when set). `progress(step, total)` is
+    (r3v/trainer/stages.py; in train.processes processes when set). `progress(step, total)` is
     called after each optimizer step."""
     release(run.cfg.rollout)  # the rollout engine sleeps (or shuts down) while the trainer has the device
     return run_stage(run, "train", iteration, progress)

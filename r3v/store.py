@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # Named views in creation order (later ones select from earlier ones).
 VIEWS = ("questions", "samples", "positives", "negatives", "pool_stats", "sft_examples", "refine_pairs",
          "select_sets", "sq_questions", "qar_chains", "sets", "metrics", "scaling", "loss_curves", "test_predictions",
-         "family_accuracy", "level_accuracy")
+         "test_accuracy", "family_accuracy", "level_accuracy")
 
 
 def sql_dir() -> Path:

@@ -1,7 +1,7 @@
 """The anchor data the R3V authors keep in every iteration's training file (train.anchor)."""
 
 from r3v import prompts
-from r3v.train.data import anchor_examples
+from r3v.trainer.data import anchor_examples
 
 
 def _q(qid, rationale=None):

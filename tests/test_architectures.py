@@ -51,7 +51,7 @@ def tiny(tmp_path_factory):
 def _logits(model, processor, enc):
     """Logits of one encoded example, batched as training batches it (per-token processor outputs
     such as Qwen-VL's mm_token_type_ids get their batch dimension there)."""
-    from r3v.train.data import collate
+    from r3v.trainer.data import collate
 
     batch = collate([enc], processor.tokenizer.pad_token_id)
     batch.pop("labels"), batch.pop("kinds")
@@ -69,7 +69,7 @@ def test_plumbing_of_each_architecture(architecture, tiny, tmp_path):
         load_processor,
         vision_linear_names,
     )
-    from r3v.train.data import IGNORE, Example, encode
+    from r3v.trainer.data import IGNORE, Example, encode
 
     path = tiny(architecture)
     model, processor = load_model(path), load_processor(path)

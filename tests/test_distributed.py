@@ -131,7 +131,7 @@ def _worker_pids(run_dir: str) -> list[int]:
             cmd = (p / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"r3v.train.worker" in cmd and run_dir.encode() in cmd and b"torch.distributed.run" not in cmd:
+        if b"r3v.trainer.worker" in cmd and run_dir.encode() in cmd and b"torch.distributed.run" not in cmd:
             out.append(int(p.name))
     return out
 

@@ -5,7 +5,7 @@ import torch
 
 from r3v import prompts
 from r3v.embedded.bench.suite import EmbeddedBenchConfig, generate
-from r3v.train.data import IGNORE, Example, collate, encode
+from r3v.trainer.data import IGNORE, Example, collate, encode
 
 Q = generate("seed", 1, EmbeddedBenchConfig())[0]
 IMG = Q["image"]["bytes"]

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from r3v.train.data import IGNORE
-from r3v.train.loss import per_kind_losses, r3v_loss
+from r3v.trainer.data import IGNORE
+from r3v.trainer.loss import per_kind_losses, r3v_loss
 
 
 def test_token_means_per_kind_and_weighted_sum():

@@ -43,7 +43,7 @@ def test_weights_by_stage_and_switch():
 
 def test_per_kind_losses_cover_every_declared_term():
     torch = pytest.importorskip("torch")
-    from r3v.train.loss import per_kind_losses
+    from r3v.trainer.loss import per_kind_losses
 
     n = len(objective.TERMS)
     logits = torch.randn(n, 4, 7)

@@ -8,7 +8,7 @@ from r3v.config import EmbeddedBenchConfig
 from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model, load_processor, save_model
 from r3v.prototype import PrototypeExtractor
-from r3v.train.data import Example, collate, encode
+from r3v.trainer.data import Example, collate, encode
 
 
 def test_extractor_starts_as_identity_and_learns_through_its_gate():
@@ -102,7 +102,7 @@ def test_the_extractor_trains_at_its_own_lr(small_model):
     """`model.prototype.lr`: the trainer gives the extractor's parameters their own learning rate
     (here 0: the extractor stays put while LoRA moves; then a large one: its gate opens)."""
     from r3v.config import PrototypeConfig
-    from r3v.train.loop import LoopSpec, train
+    from r3v.trainer.loop import LoopSpec, train
 
     processor = load_processor(small_model)
     qs = generate("seed", 4, EmbeddedBenchConfig())

@@ -12,8 +12,8 @@ from r3v.config import EmbeddedBenchConfig, SelfQuestioningConfig, load_config
 from r3v.embedded.bench.suite import generate
 from r3v.objective import TERM_INDEX
 from r3v.sq.selfq import ask_messages, conversation, image_key, pack, sq_rows, switched
-from r3v.train.data import IGNORE, Example, collate, encode
-from r3v.train.loss import r3v_loss
+from r3v.trainer.data import IGNORE, Example, collate, encode
+from r3v.trainer.loss import r3v_loss
 
 QS = generate("train", 6, EmbeddedBenchConfig(questions_per_image=3))
 BY_ID = {q["id"]: q for q in QS}

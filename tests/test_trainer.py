@@ -11,9 +11,9 @@ from r3v.config import ConfigError, EmbeddedBenchConfig, load_config
 from r3v.device import resolve
 from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model
-from r3v.train.data import Example, collate, encode_all
-from r3v.train.loop import LoopSpec, train
-from r3v.train.loss import Objective, lean_parts
+from r3v.trainer.data import Example, collate, encode_all
+from r3v.trainer.loop import LoopSpec, train
+from r3v.trainer.loss import Objective, lean_parts
 
 WEIGHTS = {"sft": 1.0, "refine": 0.5, "select": 2.0, "sq": 1.0}
 
@@ -113,7 +113,7 @@ def test_bf16_trains_with_float32_lora_and_fp16_scales(small_model, processor):
 
 def test_gradient_checkpointing_same_gradients(small_model, processor):
     """LoRA on the language model and the vision tower: the same loss and gradients with it."""
-    from r3v.train.loop import enable_gradient_checkpointing
+    from r3v.trainer.loop import enable_gradient_checkpointing
 
     batch = collate(encode_all(processor, _examples(4), 512), processor.tokenizer.pad_token_id)
     model = _lora(small_model, vision_r=4)
@@ -134,9 +134,9 @@ import sys, torch
 from r3v.config import EmbeddedBenchConfig
 from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model, load_processor
-from r3v.train.loop import enable_gradient_checkpointing
-from r3v.train.loss import Objective
-from r3v.train.memory import peak
+from r3v.trainer.loop import enable_gradient_checkpointing
+from r3v.trainer.loss import Objective
+from r3v.trainer.memory import peak
 
 torch.set_num_threads(2)
 path, ckpt = sys.argv[1], sys.argv[2] == "1"
@@ -157,7 +157,7 @@ print(m["bytes"])
 
 def test_gradient_checkpointing_lowers_peak_memory(small_model):
     """One LoRA step on 8 x 700-token text examples (the activations dominate), measured with
-    r3v.train.memory.peak (the process's RSS high-water mark on this CPU) in a fresh process per
+    r3v.trainer.memory.peak (the process's RSS high-water mark on this CPU) in a fresh process per
     setting: in the test process, memory earlier tests freed and the allocator kept hides part
     of a peak (measured: 0.62 there, 0.36 in fresh processes)."""
     import subprocess

@@ -9,8 +9,8 @@ from r3v import prompts
 from r3v.config import EmbeddedBenchConfig
 from r3v.embedded.bench.suite import generate
 from r3v.models import add_lora, load_model
-from r3v.train.data import Example, collate, encode
-from r3v.train.loss import r3v_loss
+from r3v.trainer.data import Example, collate, encode
+from r3v.trainer.loss import r3v_loss
 
 WEIGHTS = {"sft": 1.0, "refine": 1.0, "select": 1.0, "sq": 1.0}
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from r3v.train.data import collate, encode_all, seed_examples
-from r3v.train.loss import r3v_loss
+from r3v.trainer.data import collate, encode_all, seed_examples
+from r3v.trainer.loss import r3v_loss
 
 
 @torch.inference_mode()

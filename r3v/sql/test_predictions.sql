@@ -1,7 +1,7 @@
 -- Each test prediction of the evaluation (eval/) with its question's family and level (from the
 -- question's metadata: 'unknown' / NULL for user data without them), per iteration and strategy:
--- greedy (pass@1), sample (each of the N samples) and select@N. family_accuracy and level_accuracy
--- group it.
+-- greedy (pass@1), sample (each of the N samples) and select@N. test_accuracy groups
+-- it (family_accuracy, level_accuracy).
 CREATE OR REPLACE VIEW test_predictions AS
 SELECT e.iteration,
        e.strategy,

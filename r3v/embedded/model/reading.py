@@ -34,7 +34,7 @@ from r3v import prompts
 from r3v.config import EmbeddedBenchConfig, EmbeddedModelConfig
 from r3v.embedded.bench import suite
 from r3v.embedded.bench.common import COLOURS
-from r3v.train.data import IGNORE, Example, collate, encode
+from r3v.trainer.data import IGNORE, Example, collate, encode
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""One torchrun process of a training stage: `python -m r3v.train.worker RUN_DIR STAGE ITERATION`.
+"""One torchrun process of a training stage: `python -m r3v.trainer.worker RUN_DIR STAGE ITERATION`.
 
-Launched by r3v/train/launch.py (or by hand on each node of a multi-node job, with the same
+Launched by r3v/trainer/launch.py (or by hand on each node of a multi-node job, with the same
 run folder on shared storage). Joins the process group, runs the stage, and the main process
 writes `train_state/<stage>/result.json` (the facts) and `progress.json` as it goes.
 """
@@ -13,8 +13,8 @@ import sys
 
 from r3v.models import set_threads
 from r3v.run import Run
-from r3v.train import dist
-from r3v.train.stages import STAGES, state_dir
+from r3v.trainer import dist
+from r3v.trainer.stages import STAGES, state_dir
 
 
 def _write(path, data: dict) -> None:

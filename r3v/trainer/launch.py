@@ -1,5 +1,5 @@
 """Run a training stage in this process, or data-parallel in `train.processes` processes
-launched by torchrun (`python -m torch.distributed.run ... -m r3v.train.worker RUN STAGE K`).
+launched by torchrun (`python -m torch.distributed.run ... -m r3v.trainer.worker RUN STAGE K`).
 
 The launching process waits for torchrun, relays the main process's progress and returns the
 facts it wrote. A rank that dies (OOM, SIGKILL, a lost node) makes torchrun stop the others and
@@ -16,7 +16,7 @@ import sys
 import time
 
 from r3v.run import Run
-from r3v.train.stages import STAGES, OnProgress, state_dir
+from r3v.trainer.stages import STAGES, OnProgress, state_dir
 
 
 class TrainingFailed(RuntimeError):
@@ -26,7 +26,7 @@ class TrainingFailed(RuntimeError):
 def torchrun_command(run: Run, stage: str, iteration: int) -> list[str]:
     tc = run.cfg.train
     return [sys.executable, "-m", "torch.distributed.run", *(tc.torchrun_args or ["--standalone"]),
-            f"--nproc-per-node={tc.processes}", "-m", "r3v.train.worker", str(run.dir), stage, str(iteration)]
+            f"--nproc-per-node={tc.processes}", "-m", "r3v.trainer.worker", str(run.dir), stage, str(iteration)]
 
 
 def run_stage(run: Run, stage: str, iteration: int, progress: OnProgress | None = None) -> dict:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from r3v.objective import TERM_NAMES
-from r3v.train.data import IGNORE
+from r3v.trainer.data import IGNORE
 
 log = logging.getLogger(__name__)
 

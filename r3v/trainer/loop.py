@@ -25,9 +25,9 @@ import torch
 
 from r3v.device import autocast_dtype
 from r3v.progress import bar as progress_bar
-from r3v.train import dist, state
-from r3v.train.data import Encoded, collate
-from r3v.train.loss import Objective
+from r3v.trainer import dist, state
+from r3v.trainer.data import Encoded, collate
+from r3v.trainer.loss import Objective
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The two training stages of a run: the warm-up (-> M_0) and iteration k's training
 (LoRA on M_0, or the continued adapter -> M_k).
 
-Each runs in one process, or in every process of a torchrun launch (r3v/train/launch.py):
+Each runs in one process, or in every process of a torchrun launch (r3v/trainer/launch.py):
 every process builds the same model and examples and trains its share of each step; the main
 process writes the outputs (checkpoint, train log) and the facts returned. Mid-training
 checkpoints go to `train_state/<stage>/` and are dropped once the stage's outputs are written.
@@ -45,7 +45,7 @@ def state_dir(run: Run, stage: str, iteration: int) -> Path:
 
 def loop_spec(cfg, **kw):
     """A LoopSpec with the run's precision, memory and checkpoint settings (train.*)."""
-    from r3v.train.loop import LoopSpec
+    from r3v.trainer.loop import LoopSpec
 
     tc = cfg.train
     return LoopSpec(precision=tc.precision, gradient_checkpointing=tc.gradient_checkpointing, lean_loss=tc.lean_loss,
@@ -60,9 +60,9 @@ def warmup_stage(run: Run, iteration: int = 0, progress: OnProgress | None = Non
     """Warm-up: train the source model on the seed split (rationales + direct answers) -> M_0."""
     from r3v import prototype
     from r3v.models import freeze_vision_tower, load_model, load_processor, save_model
-    from r3v.train import dist, state
-    from r3v.train.data import encode_all, seed_examples
-    from r3v.train.loop import train
+    from r3v.trainer import dist, state
+    from r3v.trainer.data import encode_all, seed_examples
+    from r3v.trainer.loop import train
 
     cfg = run.cfg
     src = run.meta["source_model"]
@@ -116,9 +116,9 @@ def iteration_stage(run: Run, iteration: int, progress: OnProgress | None = None
     """M_k: LoRA on M_0 (or the continued adapter) trained on L = Σ λ_t·L_t over r3v.objective.TERMS
     (λ_sft·L_SFT + λ_ref·L_REF + λ_sel·L_SEL + λ_sq·L_SQ) -> checkpoints/iteration=k."""
     from r3v.models import load_processor
-    from r3v.train import dist, state
-    from r3v.train.data import encode_all
-    from r3v.train.loop import train
+    from r3v.trainer import dist, state
+    from r3v.trainer.data import encode_all
+    from r3v.trainer.loop import train
 
     cfg, tc = run.cfg, run.cfg.train
     weights = objective.weights(cfg, "train")
@@ -174,7 +174,7 @@ def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> 
     data (the seed split's gold rationales and the train questions' direct answers, in L_SFT). A
     set whose term weighs 0 is left out, not computed and multiplied by 0 (the STaR arm trains
     the SFT set only)."""
-    from r3v.train.data import examples_from_sets
+    from r3v.trainer.data import examples_from_sets
 
     qs = {q["id"]: q for q in run.questions("train")}
     rows = [r for r in run.store.read("sets", iteration=iteration).to_pylist()
@@ -182,7 +182,7 @@ def _iteration_examples(run: Run, iteration: int, weights: dict[str, float]) -> 
     examples = examples_from_sets([r for r in rows if r["kind"] not in ("sq", "qar")], qs)
     tc = run.cfg.train
     if tc.anchor and weights["sft"] > 0 and run.store.exists("questions", split="seed"):
-        from r3v.train.data import anchor_examples
+        from r3v.trainer.data import anchor_examples
 
         examples += anchor_examples(run.questions("seed"), list(qs.values()), tc.anchor_rationales,
                                     run.cfg.run.seed + iteration)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from r3v.store import atomic_dir
-from r3v.train import dist
+from r3v.trainer import dist
 
 log = logging.getLogger(__name__)
 WEIGHTS, STATE = "trainable.safetensors", "state.pt"
