@@ -122,7 +122,6 @@ def end_orphaned_task_runs(flow_run_id, run_dir: str | None, why: str) -> int:
     from prefect.client.schemas.objects import StateType
     from prefect.states import Completed, Crashed
 
-
     with get_client(sync_client=True) as client:
         running = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),

@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 
 from r3v import steps, watchdog
+from r3v.analysis import judge_check
 from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
 from r3v.analysis.experiment import ARMS, QUICK, QUICK_OVERRIDES, experiment_dir
-from r3v.analysis.judge_check import agreement, load_cases, report
 from r3v.analysis.report import markdown_table, write_report
 from r3v.config import ConfigError, explain, load_config
 from r3v.datasets import inspect_source
@@ -88,7 +88,6 @@ def _flat_for_csv(table):
 
 def cmd_sql(ns: argparse.Namespace) -> int:
     import duckdb
-
 
     try:
         table = Store(_run_dir(ns.run)).query(ns.query)
@@ -229,11 +228,11 @@ def cmd_data_inspect(ns: argparse.Namespace) -> int:
 
 def cmd_judge_check(ns: argparse.Namespace) -> int:
     try:
-        cases = load_cases(ns.file)
+        cases = judge_check.load_cases(ns.file)
     except (OSError, ValueError) as e:
         raise SystemExit(f"r3v judge-check: {e}") from None
-    result = agreement(cases, ns.tolerance)
-    print(report(result))
+    result = judge_check.agreement(cases, ns.tolerance)
+    print(judge_check.report(result))
     return 0 if result and result["all"]["agreement"] >= ns.min_agreement else 1
 
 

@@ -332,7 +332,6 @@ def _attribute_docs() -> dict[str, dict[str, str]]:
     import ast
     import inspect
 
-
     tree = ast.parse(inspect.getsource(config_fields))
     out: dict[str, dict[str, str]] = {}
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):

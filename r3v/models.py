@@ -39,7 +39,6 @@ def load_model(path: str | Path, dtype: str = "float32", adapter: str | Path | N
     `adapter` merged in, on `device` (a torch device; see r3v.device.resolve), in eval mode."""
     from transformers import AutoModelForImageTextToText
 
-
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=DTYPES[dtype])
     prototype.load(model, Path(path))  # SQ-LLaVA's extractor, when the checkpoint has one
     if adapter is not None:
@@ -60,7 +59,6 @@ def save_model(model, processor, path: str | Path, extra_files: dict[str, str] |
     """Save in HF layout with vLLM's key names (a prototype extractor in its own files); written to
     a temporary folder, then renamed."""
     from safetensors.torch import load_file, save_file
-
 
     path = Path(path)
     model_type = model.config.model_type

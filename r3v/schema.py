@@ -77,7 +77,7 @@ SET_SCHEMA = pa.schema([
     ("chain", pa.list_(QA_PAIR)),  # qar: a positive chain's sub-questions and answers (target: its rationale)
 ])
 
-# Per-step training log: train_log/iteration=<k>/   (iteration 0 = seed stage)
+# Per-step training log: train_log/iteration=<k>/   (iteration 0 = the warm-up)
 TRAIN_LOG_SCHEMA = pa.schema([
     ("iteration", pa.int32()),
     ("step", pa.int32()),

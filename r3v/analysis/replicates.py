@@ -255,7 +255,6 @@ def _plots(exp_dir: Path, rows: list[dict], finals: list[dict], levels: list[int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     seed0 = next((r for r in rows if r["arm"] == SEED_ARM and r["iteration"] == 0), None)
     for ax, key, title in ((axes[0], "pass_at_1", "pass@1, all levels"),

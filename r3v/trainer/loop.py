@@ -1,7 +1,7 @@
 """One explicit training loop: shuffle, micro-batches, accumulation, clipping, schedule, logging,
 mixed precision, gradient checkpointing, data parallelism and mid-training checkpoints.
 
-Used for the seed stage (full fine-tuning, a fixed number of steps) and for each R3V iteration
+Used for the warm-up (full fine-tuning, a fixed number of steps) and for each R3V iteration
 (LoRA, a number of epochs over the iteration's sets).
 
 Data parallelism (torchrun, DDP): every process draws the same seeded sequence of micro-batches

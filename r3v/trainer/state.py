@@ -41,7 +41,6 @@ def save(folder: Path, params: dict[str, torch.Tensor], opt, sched, scaler, step
     """Checkpoint after `step` optimizer steps (called by every process; the main one writes)."""
     from safetensors.torch import save_file
 
-
     rngs = dist.gather(_rng())
     if not dist.is_main():
         return

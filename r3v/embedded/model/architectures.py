@@ -117,7 +117,6 @@ def _idefics3():
 def _llava():
     import transformers as tf
 
-
     tok = _tokenizer([], END_OF_TURN, CHAT_TEMPLATE)
     ids = _ids(tok, ["<image>", END_OF_TURN, "<pad>", "<s>"])
     config = tf.LlavaConfig(
