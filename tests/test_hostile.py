@@ -344,7 +344,7 @@ def test_changed_config_after_prepare_only_outside_what_prepare_read(tmp_path):
     base = [f"run.root={tmp_path}", "run.name=r"]
     run_dir = init_run(load_config(None, base))
     _finish(run_dir, "prepare")
-    init_run(load_config(None, base + ["warmup.lr=3e-3"]))  # the seed stage has not run: taken
+    init_run(load_config(None, base + ["warmup.lr=3e-3"]))  # the warm-up has not run: taken
     assert Run.open(run_dir).cfg.warmup.lr == 3e-3
     with pytest.raises(RunConfigMismatch, match=r"data.embedded.n_train: 800 -> 801.*0/prepare"):
         init_run(load_config(None, base + ["warmup.lr=3e-3", "data.embedded.n_train=801"]))
@@ -372,6 +372,24 @@ def test_changed_config_refused_with_a_half_done_training(tmp_path):
     (run_dir / "train_state" / "warmup").mkdir(parents=True)
     with pytest.raises(RunConfigMismatch, match="train_state"):
         init_run(load_config(None, base + ["warmup.lr=3e-3"]))
+
+
+def test_mid_training_state_under_the_former_step_name_is_moved_and_resumed(tmp_path, caplog):
+    """A warm-up killed mid-training by an older version left its checkpoint in train_state/seed: the
+    stage finds it under its name now (moved, with a warning), so it resumes instead of starting over."""
+    from r3v.config import load_config
+    from r3v.run import Run, init_run
+    from r3v.trainer.stages import state_dir
+
+    run_dir = init_run(load_config(None, [f"run.root={tmp_path}", "run.name=r"]))
+    (run_dir / "train_state" / "seed" / "checkpoint").mkdir(parents=True)
+    (run_dir / "train_state" / "seed" / "checkpoint" / "step.json").write_text('{"step": 50}')
+    with caplog.at_level("WARNING"):
+        folder = state_dir(Run.open(run_dir), "warmup", 0)
+    assert folder == run_dir / "train_state" / "warmup" and not (run_dir / "train_state" / "seed").exists()
+    assert (folder / "checkpoint" / "step.json").read_text() == '{"step": 50}'
+    assert "under its former name seed" in caplog.text
+    assert state_dir(Run.open(run_dir), "train", 1) == run_dir / "train_state" / "iteration=1"
 
 
 # -- bad records: named (file, row or line, id, reason), skippable with skip_bad_rows -----------------------

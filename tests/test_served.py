@@ -418,7 +418,7 @@ def test_the_ui_gets_metrics_report_and_progress_artifacts(crashed, server):
     assert "data:image/png;base64," in report and "Training sets of iteration 1: refine" in report
     progress = [a for a in mine if a["type"] == "progress"]
     # one titled card per step (its key); the killed attempts' cards are closed, saying so
-    assert {a["key"] for a in progress} == {"r3v-crashed-seed", "r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}
+    assert {a["key"] for a in progress} == {"r3v-crashed-warmup", "r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}
     assert any(a["data"] == 100.0 for a in progress if a["key"] == "r3v-crashed-train-it1")
     interrupted = {a["key"] for a in progress if "interrupted at" in a["description"]}
     assert interrupted == {"r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}, [(a["key"], a["description"]) for a in progress]
