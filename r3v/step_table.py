@@ -3,7 +3,7 @@
 Each step: its name, the Prefect task-run name it shows under, what it writes (the outputs the
 ledger checks before calling it finished), what it reads (the steps whose outputs it uses: the
 loop's DAG) and, for the two training stages, the folder of their mid-training state. Everything
-else derives from this table: the ledger's outputs and upstream (r3v/run.py `verify`, `record`), the
+else derives from this table: the ledger's outputs and upstream (r3v/ledger.py `verify`, `record`), the
 tasks, their cache keys and the crash hook's "finished in the store" test (tasks/steps.py), the
 crash message's step names (flows/iterate.py) and the trainer's state folders
 (r3v/trainer/stages.py). A step's function in r3v/steps.py holds its recipe only; beginning,
@@ -88,7 +88,7 @@ train -> evaluate; `scale` is test-time scaling of a finished model, run on dema
 
 FORMER_NAMES = {s.formerly: name for name, s in STEPS.items() if s.formerly}
 """{old step name: its name now}: run folders made by older versions hold their records under the
-old names (`step=seed`, `step=sample`); r3v/run.py reads them as the new ones."""
+old names (`step=seed`, `step=sample`); r3v/ledger.py reads them as the new ones."""
 
 
 def step_name(name: str) -> str:

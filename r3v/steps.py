@@ -44,9 +44,10 @@ from r3v.datasets import load_splits
 from r3v.embedded.model.build import ensure_built
 from r3v.evaluate import evaluate as run_eval
 from r3v.judge import judge_for_question, shuffle_verdicts
+from r3v.ledger import begin, record, shard_done
 from r3v.rationale import is_rationale, judge_checking_reading
 from r3v.rollout import RolloutRequest, SamplingParams, release, sample_seeds, sampling_params
-from r3v.run import Run, begin, record, shard_done
+from r3v.run import Run
 from r3v.schema import (
     ASK_SCHEMA,
     EVAL_METRIC_SCHEMA,

@@ -26,7 +26,8 @@ from prefect.cache_policies import NO_CACHE
 
 from r3v import steps
 from r3v.analysis import report as r3v_report
-from r3v.run import Run, run_meta, shard_done, verify
+from r3v.ledger import shard_done, verify
+from r3v.run import Run, run_meta
 from r3v.step_table import SHARD_RUN_NAME, STEPS
 from r3v.store import atomic_write_text
 
@@ -47,7 +48,7 @@ def _attempt_token(run_dir: str, name: str, finished: bool) -> str:
 
 def cache_key(step: str):
     """`r3v-<run id>-<config hash>-it<k>-<step>-shard<j|all>-<token>`. A step the store holds as
-    finished (r3v/run.py `verify`: record, outputs and inputs intact) keeps the token its result was
+    finished (r3v/ledger.py `verify`: record, outputs and inputs intact) keeps the token its result was
     stored under, so a retry finds it Cached; a step that is not finished gets a new token, a key
     no stored result has, so Prefect runs it whatever its cache holds."""
     def key(_context, p: dict) -> str:

@@ -19,7 +19,7 @@ def test_gpu_check_runs_on_cpu(cache_dir, seed_model, tmp_path):
                           "--model", str(seed_model)])
     steps = {(s["iteration"], s["step"]): s["device"] for s in out["flow_iteration"]["steps"]}
     assert steps[(0, "warmup")] == "-"  # skipped: started from a trained model
-    for key in ((0, "evaluate"), (1, "sample"), (1, "train"), (1, "evaluate")):
+    for key in ((0, "evaluate"), (1, "rollout"), (1, "train"), (1, "evaluate")):
         assert steps[key] == "cpu", key
     assert set(out["flow_iteration"]["pass@1"]) == {0, 1}
     q = out["qwen2_vl"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LIGHT = ["r3v.cli", "r3v.config", "r3v.store", "r3v.run", "r3v.steps", "r3v.step_table", "r3v.trainer.launch",
+LIGHT = ["r3v.cli", "r3v.config", "r3v.store", "r3v.run", "r3v.ledger", "r3v.steps", "r3v.step_table", "r3v.trainer.launch",
          "r3v.trainer.stages", "r3v.judge", "r3v.sets", "r3v.evaluate", "r3v.datasets", "r3v.rollout", "r3v.sq.selfq",
          "r3v.sq.qar", "r3v.analysis.report"]
 HEAVY = ["torch", "transformers", "peft", "vllm", "prefect"]

@@ -101,7 +101,8 @@ def test_cache_keys_name_run_config_iteration_step_and_shard(tmp_path):
     issued = cache_key("prepare")(None, {"run_dir": run_dir})
     assert "-it0-prepare-shardall-" in issued
     # once finished, the key its result was stored under stays: a retry finds it Cached
-    from r3v.run import Run, record
+    from r3v.ledger import record
+    from r3v.run import Run
 
     record(Run.open(run_dir), 0, "prepare", 0.0, {"questions": 2})
     assert cache_key("prepare")(None, {"run_dir": run_dir}) == issued == cache_key("prepare")(None, {"run_dir": run_dir})
@@ -116,7 +117,8 @@ def test_cache_keys_name_run_config_iteration_step_and_shard(tmp_path):
 
 
 def test_a_killed_task_run_is_finished_where_the_store_says_so(tmp_path):
-    from r3v.run import Run, record
+    from r3v.ledger import record
+    from r3v.run import Run
     from tasks.steps import finished_in_store
 
     run_dir = _run_with_questions(tmp_path, 2)

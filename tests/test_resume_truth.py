@@ -103,7 +103,8 @@ def test_redone_step_with_other_outputs_redoes_its_dependents(flow_run, model_ov
     run_dir = tmp_path / "runs" / "it"
     facts = json.loads(Store(run_dir).read("steps", iteration=1, step="train")["info"][0].as_py())
     facts["check"]["depends"]["1/build_sets"] = "0" * 16  # as if train had read other sets
-    from r3v.run import Run, verify
+    from r3v.ledger import verify
+    from r3v.run import Run
 
     Store(run_dir).write("steps", Store(run_dir).read("steps", iteration=1, step="train")
                          .drop_columns(["iteration", "step"]).set_column(2, "info", pa.array([json.dumps(facts)])),
@@ -168,7 +169,8 @@ def test_run_folder_of_the_previous_version_resumes_with_nothing_redone(flow_run
     seconds = dict(Store(run_dir).query("SELECT seconds_by_step FROM metrics WHERE iteration = 1")
                    ["seconds_by_step"][0].as_py())
     assert "rollout" in seconds and "sample" not in seconds
-    from r3v.run import Run, done
+    from r3v.ledger import done
+    from r3v.run import Run
 
     assert done(Run.open(run_dir), 1, "rollout")["samples"] > 0
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -32,8 +32,9 @@ import pyarrow.parquet as pq
 from r3v.analysis.error_kinds import ERROR_KINDS, breakdown
 from r3v.analysis.report import markdown_table
 from r3v.config import Config
+from r3v.ledger import done
 from r3v.objective import TERMS
-from r3v.run import Run, done
+from r3v.run import Run
 from r3v.step_table import SCALING_NS, STEPS
 from r3v.store import Store, atomic_dir
 

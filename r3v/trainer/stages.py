@@ -17,7 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from r3v import objective
-from r3v.run import Run, done, file_hash
+from r3v.ledger import done, file_hash
+from r3v.run import Run
 from r3v.schema import TRAIN_LOG_SCHEMA
 from r3v.sq.qar import role_examples
 from r3v.sq.selfq import examples_from_sq_rows, seed_sq_examples
