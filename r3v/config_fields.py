@@ -283,7 +283,7 @@ class WarmupConfig:
     """Peak learning rate of the warm-up (AdamW, linear warm-up then cosine decay); full fine-tuning
     of projector and LM."""
     warmup_steps: int = bounded(20, at_least(0))
-    """Linear learning-rate warm-up of the warm-up (steps)."""
+    """Steps of linear learning-rate warm-up at the start of the warm-up."""
     weight_decay: float = bounded(0.0, at_least(0))
     """AdamW weight decay of the warm-up."""
     direct_answers: bool = True
