@@ -6,7 +6,7 @@
 
 `sequential` runs the shards one after another in the flow's process (one model load for all);
 `dask` maps them over a Dask cluster (a local one of `workers` processes, or the existing one at
-`address`) in a subflow `rollout-it<k>`. Either way a retried run skips the finished shards.
+`address`) in a subflow `rollout-it<k>-shards`. Either way a retried run skips the finished shards.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def rollout(run_dir: str, iteration: int, orch: OrchestrationConfig) -> dict:
     return tasks.rollout(run_dir, iteration)
 
 
-@flow(name="r3v-rollout", flow_run_name="rollout-it{iteration}")
+@flow(name="r3v-rollout", flow_run_name="rollout-it{iteration}-shards")
 def rollout_flow(run_dir: str, iteration: int, shards: list[int]) -> list[dict]:
     """The shards of one rollout in parallel on the flow's task runner."""
     progress = ProgressCard(run_dir, f"rollout-it{iteration}", f"Rollout of iteration {iteration} (shards)")
