@@ -206,10 +206,8 @@ def runs(tmp_path_factory, model_overrides, embedded_model):
 
 @pytest.fixture(scope="module")
 def reference(server, runs, flow_run):
-    """The same run, uninterrupted, from `r3v run` against the same server. Its M_0 is the flow
-    fixture's (the same warm-up, whose steps do not depend on the train split's size, trained in
-    this environment), so the killed run, which trains its own, must also reproduce the warm-up bit
-    for bit."""
+    """The same run, uninterrupted, from `r3v run` against the same server, from the flow fixture's
+    M_0 (as the killed run: the warm-up's resume is tests/test_distributed.py's)."""
     root, overrides = runs
     out = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=reference",
                      f"model.source={flow_run / 'checkpoints' / 'warmup'}", "warmup.enabled=false")
@@ -244,9 +242,10 @@ def _retry(server: Server, flow_run_id: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def crashed(server, runs, reference):
+def crashed(server, runs, reference, flow_run):
     """Deployment run killed mid-rollout and mid-training, retried each time, to completion."""
     root, overrides = runs
+    overrides = [*overrides, f"model.source={flow_run / 'checkpoints' / 'warmup'}", "warmup.enabled=false"]
     run_dir = root / "crashed"
     server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker")
     deadline = time.monotonic() + 120
@@ -259,7 +258,7 @@ def crashed(server, runs, reference):
     flow_run_id = re.search(r"\(([0-9a-f-]{36})\)", out.stdout).group(1)
     facts: dict = {"flow_run_id": flow_run_id, "run_dir": run_dir, "name_at_submission": server.flow_run(flow_run_id)["name"]}
 
-    # 0. while the flow trains M_0, a second writer on its folder is refused
+    # 0. while the flow runs, a second writer on its folder is refused
     _wait(lambda: (run_dir / "steps" / "iteration=0" / "step=prepare").is_dir(), 600, "the prepare step")
     from r3v.run import RunLocked, run_lock
 
@@ -268,7 +267,7 @@ def crashed(server, runs, reference):
             pass
     second = server.cli("r3v", "run", *overrides, f"run.root={root}", "run.name=crashed", check=False)
     assert second.returncode == 2 and "one writer" in second.stderr, second.stdout + second.stderr
-    assert not (run_dir / "steps" / "iteration=0" / "step=warmup").exists(), "checked too late: M_0 was done"
+    assert not (run_dir / "steps" / "iteration=1" / "step=rollout").exists(), "checked too late: the rollout was done"
 
     # 1. SIGKILL once the first rollout shard is written (the flow is then inside the rollout)
     shards_dir = run_dir / "shards" / "iteration=1"
@@ -285,8 +284,7 @@ def crashed(server, runs, reference):
     # process SIGKILLed at once, nothing left to report. The server crashes the run by itself when its
     # heartbeats stop (r3v serve's automation); a new worker is started and the run retried.
     _retry(server, flow_run_id)
-    _wait(lambda: (run_dir / "steps" / "iteration=1" / "step=build_sets").is_dir(), 600, "the sets of iteration 1")
-    time.sleep(2.0)
+    _wait(lambda: (run_dir / "progress" / "train-it1.json").is_file(), 600, "the first optimizer step of iteration 1")
     flow_pid = _lock_pid(run_dir)
     worker = server.procs[-1]
     os.killpg(worker.pid, signal.SIGKILL)
@@ -418,7 +416,7 @@ def test_the_ui_gets_metrics_report_and_progress_artifacts(crashed, server):
     assert "data:image/png;base64," in report and "Training sets of iteration 1: refine" in report
     progress = [a for a in mine if a["type"] == "progress"]
     # one titled card per step (its key); the killed attempts' cards are closed, saying so
-    assert {a["key"] for a in progress} == {"r3v-crashed-warmup", "r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}
+    assert {a["key"] for a in progress} == {"r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}  # M_0 given: no warm-up
     assert any(a["data"] == 100.0 for a in progress if a["key"] == "r3v-crashed-train-it1")
     interrupted = {a["key"] for a in progress if "interrupted at" in a["description"]}
     assert interrupted == {"r3v-crashed-rollout-it1", "r3v-crashed-train-it1"}, [(a["key"], a["description"]) for a in progress]
