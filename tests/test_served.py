@@ -481,7 +481,12 @@ def test_serve_exits_within_seconds_of_sigterm_once_its_server_is_gone(server):
     for p in server.procs[1:]:  # the other workers, stopped while the server still answers
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGTERM)
-            p.wait(30)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # seen once from Prefect's process worker: not what this tests
+                print(f"\n{p.args[:3]} did not stop within 30 s of SIGTERM: killed")
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
     worker = server.start([str(BIN / server.worker_cmd[0]), *server.worker_cmd[1:]], "worker-last")
     log = server.logs / "worker-last.log"
     _wait(lambda: log.exists() and "Serving deployments" in log.read_text(), 120, "r3v serve to start", 0.2)
