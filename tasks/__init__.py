@@ -11,16 +11,16 @@ a step whose outputs went missing gets a new token and runs again whatever the c
 
 from tasks.experiment import adopt, experiment_report, experiment_summary
 from tasks.steps import (
-           build_sets,
-           evaluate,
-           judge,
-           prepare,
-           report,
-           rollout,
-           rollout_shard,
-           scale,
-           train,
-           warmup,
+    build_sets,
+    evaluate,
+    judge,
+    prepare,
+    report,
+    rollout,
+    rollout_shard,
+    scale,
+    train,
+    warmup,
 )
 
 __all__ = ["prepare", "warmup", "rollout_shard", "rollout", "judge", "build_sets", "train", "evaluate", "report", "scale", "adopt",
