@@ -22,7 +22,7 @@ from flows.rollout import rollout
 from r3v.config import load_config
 from r3v.progress import quiet_libraries
 from r3v.run import clean_partials, init_run, run_lock
-from r3v.step_table import STEPS, step_name
+from r3v.step_table import STEPS
 from r3v.store import Store
 from tasks import build_sets, evaluate, judge, prepare, report, train, warmup
 from tasks.steps import finished_in_store
@@ -77,7 +77,7 @@ def crash_message(prefect_message: str, run_dir: str | None) -> str:
             done = []
         if done:
             last = done[-1]
-            spec = STEPS.get(step_name(last["step"]))
+            spec = STEPS.get(last["step"])  # the steps view reads former names as the names now
             name = spec.task_run_name(last["iteration"]) if spec else last["step"]
             msg += (f" {len(done)} finished steps are kept in {run_dir} (the last: {name}), with every finished "
                     f"rollout shard and the last mid-training checkpoint.")
